@@ -1,0 +1,330 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/muxrpc/muxrpc/frame"
+)
+
+// ErrClosed is the error of a Conn closed by its own side with Close.
+var ErrClosed = errors.New("channel: closed")
+
+// DefaultQueueBytes bounds the bytes of frames waiting for the writer when
+// Config.QueueBytes is zero. Send blocks while the queue is fuller.
+const DefaultQueueBytes = 4 << 20
+
+// Config tunes a Conn. The zero Config is ready to use.
+type Config struct {
+	// MaxFrameSize is the largest frame, as its length field counts it,
+	// that the Conn reads or sends. Zero or negative means
+	// frame.DefaultMaxFrameSize (16 MiB). Both sides should agree: a frame
+	// above the receiver's limit ends the receiver's stream.
+	MaxFrameSize int
+	// QueueBytes bounds the frames waiting for the writer. Zero or negative
+	// means DefaultQueueBytes. A single frame larger than the bound is
+	// accepted when the queue is empty.
+	QueueBytes int
+	// Codec is the wire dialect; nil means frame.Native.
+	Codec frame.Codec
+	// Logger receives debug records about the stream; nil means silence.
+	Logger *slog.Logger
+}
+
+// Conn is one framed stream shared by many goroutines. Send is safe for
+// concurrent use; Serve must be called once, by the owner that reads.
+type Conn struct {
+	rwc   io.ReadWriteCloser
+	codec frame.Codec
+	max   int
+	limit int
+	log   *slog.Logger
+
+	wake       chan struct{} // a token means the queue may hold frames
+	done       chan struct{} // closed when the Conn has failed or closed
+	writerDone chan struct{} // closed when the writer has exited
+
+	mu        sync.Mutex
+	err       error         // the first error; the Conn is dead once set
+	started   bool          // Serve has been called
+	queue     []frame.Frame // frames for the writer, oldest first
+	queued    int           // bytes in queue
+	space     chan struct{} // closed when the writer empties the queue; made by waiters
+	unflushed bool          // frames were queued since the last flush
+	drained   []chan struct{}
+	closeErr  error // what closing rwc returned
+}
+
+// New wraps rwc. Nothing is read or written until Serve is called; Send may
+// queue frames before that.
+func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = frame.DefaultMaxFrameSize
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = DefaultQueueBytes
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = frame.Native
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Conn{
+		rwc:        rwc,
+		codec:      cfg.Codec,
+		max:        cfg.MaxFrameSize,
+		limit:      cfg.QueueBytes,
+		log:        cfg.Logger,
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// MaxFrameSize is the frame size limit in force.
+func (c *Conn) MaxFrameSize() int { return c.max }
+
+// Done is closed when the Conn has failed or been closed; Err then says why.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns the first error the Conn met, ErrClosed after Close, or nil
+// while it is alive.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Serve writes this side's preface, reads and checks the peer's, then reads
+// frames and passes each to handle until the stream ends. handle runs on
+// the reading goroutine: it must not block for long, must not keep f, and
+// owns f's payload (it calls f.Release or hands the frame on). An error
+// from handle ends the stream with that error.
+//
+// Serve starts the writer goroutine and returns only after it has exited.
+// It returns the first error the Conn met: io.EOF when the peer closed the
+// stream, ErrClosed after Close.
+func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return errors.New("channel: Serve called twice")
+	}
+	c.started = true
+	err := c.err
+	c.mu.Unlock()
+	if err != nil {
+		close(c.writerDone)
+		return err
+	}
+	go c.writeLoop()
+
+	r := c.codec.NewReader(c.rwc, c.max)
+	err = r.ReadPreface()
+	if err == io.EOF {
+		err = fmt.Errorf("peer closed the stream before its preface: %w", io.ErrUnexpectedEOF)
+	}
+	var f frame.Frame // reused: handle copies what it keeps
+	for err == nil {
+		if err = r.ReadFrame(&f); err != nil {
+			break
+		}
+		err = handle(&f)
+	}
+	c.fail(err)
+	<-c.writerDone
+	return c.Err()
+}
+
+// Send queues f for the writer, taking over its payload: f is released
+// once written, or at once if Send fails. Send blocks while the send queue
+// is full, until there is room, ctx ends or the Conn dies. A frame above the
+// size limit fails with an error wrapping frame.ErrTooLarge and leaves the
+// Conn alive. Send returns once f is queued, not once it is written.
+func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
+	size := c.codec.FrameSize(f)
+	if size > c.max {
+		f.Release()
+		return fmt.Errorf("%w: %v frame of %d bytes, limit is %d", frame.ErrTooLarge, f.Type, size, c.max)
+	}
+	c.mu.Lock()
+	for c.err == nil && c.queued > 0 && c.queued+size > c.limit {
+		if c.space == nil {
+			c.space = make(chan struct{})
+		}
+		space := c.space
+		c.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			f.Release()
+			return ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		f.Release()
+		return err
+	}
+	c.queue = append(c.queue, *f)
+	c.queued += size
+	c.unflushed = true
+	c.mu.Unlock()
+	*f = frame.Frame{} // the queue owns the payload now
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Drain waits until every frame queued so far has been written and flushed
+// to the stream, ctx ends, or the Conn dies.
+func (c *Conn) Drain(ctx context.Context) error {
+	c.mu.Lock()
+	if c.err != nil || !c.unflushed {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	ch := make(chan struct{})
+	c.drained = append(c.drained, ch)
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-c.done:
+		return c.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes the stream at once, dropping frames not yet written, and
+// waits for the writer goroutine. The goroutine in Serve returns ErrClosed
+// once its blocked read fails, which happens on Close for OS pipes, sockets
+// and anything else whose Close unblocks Read. Close returns the error of
+// closing the stream, if any, and is safe to call more than once.
+func (c *Conn) Close() error {
+	c.fail(ErrClosed)
+	c.mu.Lock()
+	started, err := c.started, c.closeErr
+	c.mu.Unlock()
+	if started {
+		<-c.writerDone
+	}
+	return err
+}
+
+// fail records err as the Conn's error if it is the first, drops the queue
+// and closes the stream, which ends the reader and the writer.
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	queue := c.queue
+	c.queue, c.queued = nil, 0
+	if c.space != nil {
+		close(c.space)
+		c.space = nil
+	}
+	c.mu.Unlock()
+	for i := range queue {
+		queue[i].Release()
+	}
+	close(c.done)
+	if err != ErrClosed {
+		c.log.Debug("muxrpc stream failed", "err", err)
+	}
+	closeErr := c.rwc.Close()
+	c.mu.Lock()
+	c.closeErr = closeErr
+	c.mu.Unlock()
+}
+
+// writeLoop writes the preface, then queued frames, flushing when the queue
+// runs dry after giving other goroutines one chance to add to it.
+func (c *Conn) writeLoop() {
+	defer close(c.writerDone)
+	w := c.codec.NewWriter(c.rwc)
+	if err := c.flushed(w, w.WritePreface()); err != nil {
+		return
+	}
+	var batch []frame.Frame
+	for {
+		select {
+		case <-c.wake:
+		case <-c.done:
+			return
+		}
+		yielded := false
+		for {
+			c.mu.Lock()
+			batch, c.queue = c.queue, batch[:0]
+			c.queued = 0
+			if c.space != nil {
+				close(c.space)
+				c.space = nil
+			}
+			c.mu.Unlock()
+			if len(batch) == 0 {
+				if yielded {
+					break
+				}
+				// Callers woken by the replies just read are about to
+				// send: one yield lets them join this write.
+				yielded = true
+				runtime.Gosched()
+				continue
+			}
+			yielded = false
+			var err error
+			for i := range batch {
+				if err == nil {
+					err = w.WriteFrame(&batch[i])
+				}
+				batch[i].Release()
+			}
+			clear(batch)
+			if err != nil {
+				c.fail(err)
+				return
+			}
+		}
+		if err := c.flushed(w, nil); err != nil {
+			return
+		}
+	}
+}
+
+// flushed flushes w unless err is already set, fails the Conn on error and
+// otherwise wakes Drain callers if nothing was queued meanwhile.
+func (c *Conn) flushed(w frame.Writer, err error) error {
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		c.fail(err)
+		return err
+	}
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.unflushed = false
+		for _, ch := range c.drained {
+			close(ch)
+		}
+		c.drained = nil
+	}
+	c.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,382 @@
+package demux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/frame"
+)
+
+// ErrServing is returned by a second call to Serve.
+var ErrServing = errors.New("demux: Serve called twice")
+
+// DeMux serves the requests of one stream. Its methods are safe for
+// concurrent use.
+type DeMux struct {
+	conn    *channel.Conn
+	handler Handler
+	workers int
+	log     *slog.Logger
+
+	base   context.Context // parent of every handler's context
+	cancel context.CancelFunc
+	slots  chan struct{} // one token per request queued or running
+	jobs   chan *request // pool mode: requests waiting for a worker
+	served chan struct{} // closed when Serve has cleaned up
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	active   map[uint64]*request // requests with a reply due, by xid
+	running  int                 // requests queued or running
+	serving  bool
+	closed   bool
+	shutdown bool
+	idle     chan struct{} // made by Shutdown; closed when running is 0
+}
+
+// New returns a DeMux that will serve h over rwc once Serve is called. The
+// DeMux owns rwc from now on; Close and Shutdown close it.
+func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.maxInFlight <= 0 {
+		cfg.maxInFlight = max(DefaultMaxInFlight, cfg.workers)
+	}
+	log := cfg.channel.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &DeMux{
+		conn:    channel.New(rwc, cfg.channel),
+		handler: h,
+		workers: cfg.workers,
+		log:     log,
+		slots:   make(chan struct{}, cfg.maxInFlight),
+		served:  make(chan struct{}),
+		active:  make(map[uint64]*request),
+	}
+	if d.workers > 0 {
+		d.jobs = make(chan *request, cfg.maxInFlight)
+	}
+	d.base, d.cancel = context.WithCancel(context.Background())
+	return d
+}
+
+// Serve reads and serves requests until the stream ends. It returns nil
+// after Close or Shutdown, and otherwise the reason the stream ended: io.EOF
+// when the client closed it, an error wrapping frame.ErrBadPreface for a
+// peer that is not a muxrpc client, frame.ErrMalformed or
+// frame.ErrTooLarge for a protocol violation, or the I/O error. Before
+// returning it cancels the contexts of handlers still running and waits
+// for them. Serve may be called once.
+func (d *DeMux) Serve() error {
+	d.mu.Lock()
+	if d.serving {
+		d.mu.Unlock()
+		return ErrServing
+	}
+	d.serving = true
+	closed := d.closed
+	d.mu.Unlock()
+	defer close(d.served)
+	if closed {
+		return nil
+	}
+	for range d.workers {
+		d.wg.Add(1)
+		go d.work()
+	}
+	err := d.conn.Serve(d.handle)
+	d.cancel()
+	if d.jobs != nil {
+		close(d.jobs) // the reader, the only sender, has returned
+	}
+	d.wg.Wait()
+	if errors.Is(err, channel.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops the DeMux gracefully: it tells the client to send no new
+// requests (a GOAWAY frame, after which the client's new calls fail at
+// once), answers requests that arrive anyway with CodeShutdown, waits for
+// the requests already accepted to finish and their replies to be written,
+// then closes the stream. Handlers' contexts are not canceled while they
+// finish.
+//
+// If ctx ends first, Shutdown closes the DeMux as Close does and returns
+// ctx's error. Shutdown does not wait for Serve to be called; it waits for
+// Serve's goroutines if it was.
+func (d *DeMux) Shutdown(ctx context.Context) error {
+	d.mu.Lock()
+	first := !d.shutdown
+	if first {
+		d.shutdown = true
+		d.idle = make(chan struct{})
+		if d.running == 0 {
+			close(d.idle)
+		}
+	}
+	idle := d.idle
+	d.mu.Unlock()
+	if first {
+		goaway := &frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{
+			Code: frame.CodeShutdown, Message: "server is shutting down",
+		}}
+		d.conn.Send(ctx, goaway) // if the stream is gone, so is the need to tell
+	}
+	var err error
+	select {
+	case <-idle:
+		err = d.conn.Drain(ctx)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if closeErr := d.Close(); err == nil {
+		err = closeErr
+	}
+	if errors.Is(err, channel.ErrClosed) {
+		err = nil // already closed: nothing was left to deliver
+	}
+	return err
+}
+
+// Close stops the DeMux at once: it cancels the contexts of running
+// handlers, closes the stream, dropping replies not yet written, and waits
+// for Serve's goroutines, handlers included, to exit. It returns the error
+// of closing the stream, if any, and is safe to call more than once.
+func (d *DeMux) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	serving := d.serving
+	d.mu.Unlock()
+	d.cancel()
+	err := d.conn.Close()
+	if serving {
+		<-d.served
+	}
+	return err
+}
+
+// request is a Request with what the DeMux needs to run and answer it.
+type request struct {
+	Request
+	in       frame.Frame // owns the payload bytes
+	out      frame.Frame // the reply being sent
+	ctx      context.Context
+	cancel   context.CancelFunc
+	canceled atomic.Bool // the client sent CANCEL: no reply is wanted
+}
+
+var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+// handle runs on the reading goroutine for each frame that arrives.
+func (d *DeMux) handle(f *frame.Frame) error {
+	switch f.Type {
+	case frame.TypeRequest, frame.TypeNotify:
+		return d.accept(f)
+	case frame.TypeCancel:
+		d.mu.Lock() // held so that r cannot be retired and reused meanwhile
+		if r := d.active[f.XID]; r != nil {
+			r.canceled.Store(true)
+			r.cancel()
+		}
+		d.mu.Unlock()
+		return nil
+	}
+	f.Release()
+	return fmt.Errorf("%w: a server does not accept %v frames", frame.ErrMalformed, f.Type)
+}
+
+// accept takes a request off the stream: it waits for a slot (which is
+// what stops the reading when MaxInFlight requests are pending), then
+// queues the request for a worker or starts its goroutine.
+func (d *DeMux) accept(f *frame.Frame) error {
+	d.mu.Lock()
+	shutdown := d.shutdown
+	d.mu.Unlock()
+	if shutdown { // spare the wait for a slot
+		d.refuse(f.XID, f.Type == frame.TypeNotify)
+		f.Release()
+		return nil
+	}
+	select {
+	case d.slots <- struct{}{}:
+	case <-d.conn.Done():
+		f.Release()
+		return nil
+	}
+	r := requestPool.Get().(*request)
+	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
+	r.in = *f
+	*f = frame.Frame{}
+	if f := &r.in; f.Flags&frame.FlagDeadline != 0 {
+		r.ctx, r.cancel = context.WithTimeout(d.base, f.Budget)
+	} else {
+		r.ctx, r.cancel = context.WithCancel(d.base)
+	}
+	d.mu.Lock()
+	if d.shutdown { // checked again with running under the same lock
+		d.mu.Unlock()
+		d.refuse(r.XID, r.Notify)
+		d.release(r)
+		return nil
+	}
+	if r.XID != 0 {
+		if _, dup := d.active[r.XID]; dup {
+			d.mu.Unlock()
+			d.release(r)
+			return fmt.Errorf("%w: request xid %d is already in flight", frame.ErrMalformed, r.XID)
+		}
+		d.active[r.XID] = r
+	}
+	d.running++
+	d.mu.Unlock()
+	if d.jobs != nil {
+		d.jobs <- r // never blocks: jobs holds as many as there are slots
+	} else {
+		d.wg.Add(1)
+		go d.serveOne(r)
+	}
+	return nil
+}
+
+// refuse answers a request that arrived after Shutdown with CodeShutdown.
+func (d *DeMux) refuse(xid uint64, notify bool) {
+	if notify {
+		return
+	}
+	d.conn.Send(d.base, &frame.Frame{Type: frame.TypeError, XID: xid, Err: &frame.RemoteError{
+		Code: frame.CodeShutdown, Message: "server is shutting down",
+	}})
+}
+
+// release frees a request that was never counted as running.
+func (d *DeMux) release(r *request) {
+	r.cancel()
+	r.in.Release()
+	*r = request{}
+	requestPool.Put(r)
+	<-d.slots
+}
+
+// work is a pool worker: it runs requests in arrival order until Serve
+// closes the queue, skipping those canceled while they waited.
+func (d *DeMux) work() {
+	defer d.wg.Done()
+	for r := range d.jobs {
+		d.run(r)
+	}
+}
+
+// serveOne runs r on its own goroutine.
+func (d *DeMux) serveOne(r *request) {
+	defer d.wg.Done()
+	d.run(r)
+}
+
+// run calls the handler, sends the reply and retires r.
+func (d *DeMux) run(r *request) {
+	if err := r.ctx.Err(); err != nil {
+		// Canceled, timed out or closed while it waited for a worker: the
+		// handler is not run, and only an expired deadline is answered.
+		if !r.Notify && !r.canceled.Load() && d.base.Err() == nil {
+			d.reply(r, nil, err)
+		}
+	} else {
+		res, err := d.call(r)
+		r.in.Release()
+		r.payload = nil
+		switch {
+		case r.Notify:
+			if err != nil {
+				d.log.Debug("muxrpc notification handler failed", "method", r.Method, "err", err)
+			}
+		case !r.canceled.Load():
+			d.reply(r, res, err)
+		}
+	}
+	d.retire(r)
+}
+
+// call runs the handler, turning a panic into a CodePanic error.
+func (d *DeMux) call(r *request) (res any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, &frame.RemoteError{
+				Code:    frame.CodePanic,
+				Message: fmt.Sprint(p),
+				Trace:   string(debug.Stack()),
+			}
+		}
+	}()
+	return d.handler.ServeRPC(r.ctx, &r.Request)
+}
+
+// reply sends the handler's outcome to the caller.
+func (d *DeMux) reply(r *request, res any, err error) {
+	f := &r.out
+	*f = frame.Frame{Type: frame.TypeResponse, XID: r.XID}
+	if err == nil {
+		if encErr := f.EncodePayload(res); encErr != nil {
+			err = &frame.RemoteError{Code: frame.CodeInternal, Message: "result of " + r.Method + ": " + encErr.Error()}
+		}
+	}
+	if err != nil {
+		*f = frame.Frame{Type: frame.TypeError, XID: r.XID, Err: remoteError(err)}
+	}
+	err = d.conn.Send(d.base, f)
+	if errors.Is(err, frame.ErrTooLarge) {
+		*f = frame.Frame{Type: frame.TypeError, XID: r.XID, Err: &frame.RemoteError{
+			Code: frame.CodeInternal, Message: "result of " + r.Method + ": " + err.Error(),
+		}}
+		d.conn.Send(d.base, f)
+	}
+}
+
+// remoteError gives a handler's error the form it takes on the wire.
+func remoteError(err error) *frame.RemoteError {
+	var re *frame.RemoteError
+	if errors.As(err, &re) {
+		if re == err {
+			return re
+		}
+		return &frame.RemoteError{Code: re.Code, Message: err.Error(), Trace: re.Trace}
+	}
+	code := frame.CodeApplication
+	switch {
+	case errors.Is(err, context.Canceled):
+		code = frame.CodeCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = frame.CodeDeadlineExceeded
+	}
+	return &frame.RemoteError{Code: code, Message: err.Error()}
+}
+
+// retire removes a finished request from the books and frees its slot.
+func (d *DeMux) retire(r *request) {
+	d.mu.Lock()
+	if r.XID != 0 {
+		delete(d.active, r.XID)
+	}
+	d.running--
+	if d.running == 0 && d.idle != nil {
+		select {
+		case <-d.idle:
+		default:
+			close(d.idle)
+		}
+	}
+	d.mu.Unlock()
+	d.release(r)
+}

@@ -1,0 +1,55 @@
+package demux
+
+import (
+	"log/slog"
+
+	"github.com/muxrpc/muxrpc/channel"
+)
+
+// DefaultMaxInFlight bounds the requests queued or running at once when
+// MaxInFlight is not given (or when Workers asks for more goroutines, the
+// number of workers).
+const DefaultMaxInFlight = 1024
+
+// Option configures a DeMux.
+type Option func(*config)
+
+type config struct {
+	channel     channel.Config
+	workers     int
+	maxInFlight int
+}
+
+// Workers sets how requests run. n > 0 starts a pool of exactly n
+// goroutines that take requests in the order they arrived, so at most n
+// handlers run at once, and Workers(1) handles one request at a time in
+// arrival order. n <= 0, the default, runs each request on a goroutine of
+// its own (still bounded by MaxInFlight).
+func Workers(n int) Option {
+	return func(c *config) { c.workers = max(n, 0) }
+}
+
+// MaxInFlight bounds the requests, notifications included, that are queued
+// or running at once. When the bound is reached the DeMux stops reading the
+// stream until a handler finishes, which pushes back on the client through
+// the transport. n <= 0 means DefaultMaxInFlight, or the number of workers
+// if that is larger.
+func MaxInFlight(n int) Option {
+	return func(c *config) { c.maxInFlight = n }
+}
+
+// MaxFrameSize sets the largest frame the DeMux accepts or sends, counted
+// as the frame's length field counts it. Zero or negative means the
+// default, 16 MiB. A larger request ends the stream (the length is checked
+// before anything is allocated); a larger result is answered with
+// CodeInternal instead. Use the same limit on both sides.
+func MaxFrameSize(n int) Option {
+	return func(c *config) { c.channel.MaxFrameSize = n }
+}
+
+// Logger sets where the DeMux reports stream failures and errors of
+// notification handlers, which have nobody to return them to. Nil, the
+// default, means silence.
+func Logger(l *slog.Logger) Option {
+	return func(c *config) { c.channel.Logger = l }
+}

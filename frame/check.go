@@ -1,0 +1,169 @@
+package frame
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// MaxPayloadDepth is how deeply arrays and maps may nest in a payload.
+const MaxPayloadDepth = 256
+
+// checkPayload walks the msgpack encoding in b without decoding it and
+// reports whether b holds exactly one well-formed value whose every length
+// fits in the bytes that follow it. It allocates nothing.
+func checkPayload(b []byte) error {
+	type level struct {
+		left  int  // items still to read in this container
+		isMap bool // items alternate key, value
+	}
+	var stack [MaxPayloadDepth]level
+	depth := 0
+	cur := level{left: 1}
+	i := 0
+	for {
+		for cur.left == 0 {
+			if depth == 0 {
+				if i != len(b) {
+					return fmt.Errorf("%w: %d bytes after the payload value", ErrMalformed, len(b)-i)
+				}
+				return nil
+			}
+			depth--
+			cur = stack[depth]
+		}
+		isKey := cur.isMap && cur.left%2 == 0
+		cur.left--
+		if i >= len(b) {
+			return fmt.Errorf("%w: payload ends where a value should start", ErrMalformed)
+		}
+		c := b[i]
+		i++
+		var skip, count int // bytes to skip; items in a new container
+		isContainer, isMap := false, false
+		switch {
+		case c <= 0x7f || c >= 0xe0: // positive and negative fixint
+		case c <= 0x8f:
+			isContainer, isMap, count = true, true, int(c&0x0f)
+		case c <= 0x9f:
+			isContainer, count = true, int(c&0x0f)
+		case c <= 0xbf: // fixstr
+			skip = int(c & 0x1f)
+		default:
+			var err error
+			if skip, count, isContainer, isMap, i, err = checkLong(b, i, c); err != nil {
+				return err
+			}
+		}
+		if skip > len(b)-i {
+			return fmt.Errorf("%w: value of %d bytes with %d left", ErrMalformed, skip, len(b)-i)
+		}
+		i += skip
+		if !isContainer {
+			continue
+		}
+		if isKey {
+			return fmt.Errorf("%w: map key is an array or a map", ErrMalformed)
+		}
+		if isMap {
+			count *= 2
+		}
+		if count > len(b)-i { // every item takes at least one byte
+			return fmt.Errorf("%w: container claims %d items with %d bytes left", ErrMalformed, count, len(b)-i)
+		}
+		if count == 0 {
+			continue
+		}
+		if depth == MaxPayloadDepth {
+			return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, MaxPayloadDepth)
+		}
+		stack[depth] = cur
+		depth++
+		cur = level{left: count, isMap: isMap}
+	}
+}
+
+var errShortLength = fmt.Errorf("%w: payload ends inside a length", ErrMalformed)
+
+// checkLong handles the type bytes 0xc0..0xdf. It returns the number of
+// bytes to skip or, for a container, its item count, and the new position.
+func checkLong(b []byte, i int, c byte) (skip, count int, isContainer, isMap bool, next int, err error) {
+	// uintN reads an n-byte big-endian length at i.
+	uintN := func(n int) (int, bool) {
+		if n > len(b)-i {
+			return 0, false
+		}
+		var v uint64
+		switch n {
+		case 1:
+			v = uint64(b[i])
+		case 2:
+			v = uint64(binary.BigEndian.Uint16(b[i:]))
+		case 4:
+			v = uint64(binary.BigEndian.Uint32(b[i:]))
+		}
+		i += n
+		return int(v), true
+	}
+	var n int
+	var ok bool
+	switch c {
+	case 0xc0, 0xc2, 0xc3: // nil, false, true
+	case 0xc1:
+		return 0, 0, false, false, i, fmt.Errorf("%w: reserved type byte 0xc1", ErrMalformed)
+	case 0xc4, 0xd9: // bin8, str8
+		if n, ok = uintN(1); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		skip = n
+	case 0xc5, 0xda: // bin16, str16
+		if n, ok = uintN(2); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		skip = n
+	case 0xc6, 0xdb: // bin32, str32
+		if n, ok = uintN(4); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		skip = n
+	case 0xc7, 0xc8, 0xc9: // ext8, ext16, ext32: length, then a type byte
+		if n, ok = uintN(1 << (c - 0xc7)); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		skip = n + 1
+	case 0xca: // float32
+		skip = 4
+	case 0xcb: // float64
+		skip = 8
+	case 0xcc, 0xd0: // uint8, int8
+		skip = 1
+	case 0xcd, 0xd1:
+		skip = 2
+	case 0xce, 0xd2:
+		skip = 4
+	case 0xcf, 0xd3:
+		skip = 8
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16: type byte, data
+		skip = 1 + 1<<(c-0xd4)
+	case 0xdc: // array16
+		if count, ok = uintN(2); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		isContainer = true
+	case 0xdd: // array32
+		if count, ok = uintN(4); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		isContainer = true
+	case 0xde: // map16
+		if count, ok = uintN(2); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		isContainer, isMap = true, true
+	case 0xdf: // map32
+		if count, ok = uintN(4); !ok {
+			return 0, 0, false, false, i, errShortLength
+		}
+		isContainer, isMap = true, true
+	}
+	return skip, count, isContainer, isMap, i, nil
+}

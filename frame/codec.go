@@ -1,0 +1,42 @@
+package frame
+
+import "io"
+
+// Codec is one wire dialect: how frames and the opening preface become
+// bytes. [Native] is muxrpc's own; package channel takes any Codec, so a
+// second dialect can be added without changing the mux or demux logic.
+type Codec interface {
+	// NewReader returns a Reader that decodes frames from r and rejects any
+	// frame longer than maxFrameSize bytes before allocating for it.
+	NewReader(r io.Reader, maxFrameSize int) Reader
+	// NewWriter returns a Writer that buffers encoded frames for w.
+	NewWriter(w io.Writer) Writer
+	// FrameSize is the value f's length field would have once encoded,
+	// the number compared with the frame size limit.
+	FrameSize(f *Frame) int
+}
+
+// Reader decodes a stream of frames. It is not safe for concurrent use.
+type Reader interface {
+	// ReadPreface reads and checks the peer's preface. It returns an error
+	// wrapping ErrBadPreface or ErrVersion if the peer speaks something
+	// else.
+	ReadPreface() error
+	// ReadFrame decodes the next frame into f, overwriting it. f.Payload
+	// lives in a pooled buffer that the caller gives back with f.Release.
+	// At a clean end of stream it returns io.EOF; in the middle of a frame
+	// io.ErrUnexpectedEOF. Invalid frames give errors wrapping ErrMalformed
+	// or ErrTooLarge; after any error the stream is unusable.
+	ReadFrame(f *Frame) error
+}
+
+// Writer encodes frames into a buffer and writes them out on Flush or when
+// the buffer fills. It is not safe for concurrent use.
+type Writer interface {
+	// WritePreface buffers this side's preface.
+	WritePreface() error
+	// WriteFrame buffers f. It does not release f.
+	WriteFrame(f *Frame) error
+	// Flush writes out everything buffered.
+	Flush() error
+}

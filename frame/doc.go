@@ -1,0 +1,19 @@
+// Package frame is muxrpc's wire format: the preface each side sends first,
+// the length-prefixed frames that follow it, the error codes they carry and
+// the msgpack payload codec.
+//
+// The package does no I/O scheduling and starts no goroutines: it turns
+// frames into bytes on a [bufio.Writer] and bytes from a [bufio.Reader] into
+// frames, checking every length against a limit before allocating. PROTOCOL.md
+// at the root of the module describes the same format byte by byte; the
+// golden frames in testdata/golden pin it.
+//
+// A [Codec] is one wire dialect. [Native] is muxrpc's own; the interface
+// exists so that another dialect (plain msgpack-rpc, say) can be plugged
+// into package channel without touching the mux or demux logic.
+//
+// Payloads are msgpack. [DecodePayload] walks the encoded bytes before
+// decoding them and rejects any container or string whose claimed length
+// exceeds the bytes left in the payload, so a hostile peer cannot make the
+// decoder allocate more than a small multiple of the frame it sent.
+package frame

@@ -1,0 +1,153 @@
+package frame
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Type says what a frame is for. The zero Type is invalid on the wire.
+type Type uint8
+
+// Frame types. Their numeric values are part of the wire format.
+const (
+	// TypeRequest asks the peer to run Method with Payload as its argument
+	// and to answer with a TypeResponse or TypeError frame carrying the same
+	// xid.
+	TypeRequest Type = 1
+	// TypeNotify is a request that wants no answer. Its xid is 0.
+	TypeNotify Type = 2
+	// TypeResponse carries a handler's result for the request with the same
+	// xid.
+	TypeResponse Type = 3
+	// TypeError carries a *RemoteError for the request with the same xid.
+	TypeError Type = 4
+	// TypeCancel tells the server that the caller of request xid has given
+	// up. It has no body and no answer.
+	TypeCancel Type = 5
+	// TypeGoAway tells the client that the server takes no new requests;
+	// requests already sent are still answered. Its xid is 0 and its body
+	// says why, encoded like an error.
+	TypeGoAway Type = 6
+)
+
+// String returns the frame type's name, such as "REQUEST".
+func (t Type) String() string {
+	switch t {
+	case TypeRequest:
+		return "REQUEST"
+	case TypeNotify:
+		return "NOTIFY"
+	case TypeResponse:
+		return "RESPONSE"
+	case TypeError:
+		return "ERROR"
+	case TypeCancel:
+		return "CANCEL"
+	case TypeGoAway:
+		return "GOAWAY"
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// Flags modify a frame. Bits a version does not define must be zero.
+type Flags uint8
+
+// Frame flags.
+const (
+	// FlagDeadline marks a REQUEST or NOTIFY whose body starts with the
+	// caller's remaining time budget.
+	FlagDeadline Flags = 1 << 0
+	// FlagPriorityMask covers two bits reserved for request priorities.
+	// Version 1 senders leave them zero and receivers ignore them.
+	FlagPriorityMask Flags = 3 << 1
+	// FlagMore is reserved for splitting one message over several frames.
+	// Version 1 receivers reject a frame that has it set.
+	FlagMore Flags = 1 << 7
+)
+
+// Limits of the wire format.
+const (
+	// HeaderSize is the size of the fixed frame header: the 4-byte length,
+	// the type, the flags and the 8-byte xid.
+	HeaderSize = 14
+	// MinFrameSize is the smallest value of the length field: type, flags
+	// and xid.
+	MinFrameSize = HeaderSize - 4
+	// DefaultMaxFrameSize is the largest length field accepted when no other
+	// limit is configured: 16 MiB.
+	DefaultMaxFrameSize = 16 << 20
+	// MaxMethodLen is the longest method name the 16-bit length can carry.
+	MaxMethodLen = 1<<16 - 1
+	// MaxMessageLen bounds the message and the trace of a RemoteError: a
+	// longer one is cut to this many bytes when encoded.
+	MaxMessageLen = 64 << 10
+)
+
+// Errors returned by the codec. Decoding errors wrap ErrMalformed or
+// ErrTooLarge, so errors.Is tells a protocol violation from an I/O error.
+var (
+	// ErrTooLarge is returned for a frame whose length exceeds the limit,
+	// both when reading (before anything is allocated) and when sending.
+	ErrTooLarge = errors.New("frame: too large")
+	// ErrMalformed is returned for bytes that do not form a valid frame or
+	// payload.
+	ErrMalformed = errors.New("frame: malformed")
+	// ErrBadPreface is returned when the peer's first bytes are not a
+	// muxrpc preface: the peer speaks another protocol.
+	ErrBadPreface = errors.New("frame: peer is not muxrpc")
+	// ErrVersion is returned when the peer's preface names a protocol
+	// version this package does not speak.
+	ErrVersion = errors.New("frame: unsupported protocol version")
+)
+
+// Frame is one decoded or to-be-encoded frame. Which fields matter depends
+// on Type; the others are zero.
+//
+// Payload may live in a pooled buffer (see [Frame.EncodePayload] and
+// [Codec.ReadFrame]); whoever holds the frame last calls [Frame.Release].
+// A Frame is not safe for concurrent use.
+type Frame struct {
+	Type  Type
+	Flags Flags
+	// XID ties a response, error or cancel to its request. Requests use
+	// non-zero xids; NOTIFY and GOAWAY carry 0.
+	XID uint64
+	// Method names the procedure of a REQUEST or NOTIFY.
+	Method string
+	// Budget is the caller's remaining time when it sent the request; it is
+	// meaningful when Flags has FlagDeadline.
+	Budget time.Duration
+	// Payload is the msgpack-encoded argument (REQUEST, NOTIFY) or result
+	// (RESPONSE).
+	Payload []byte
+	// Err is the error of an ERROR frame or the reason of a GOAWAY.
+	Err *RemoteError
+
+	buf *buffer // owner of Payload's bytes, if pooled
+}
+
+// Release returns the frame's pooled buffer, if any, and clears Payload.
+// Call it once, when nothing refers to Payload any more.
+func (f *Frame) Release() {
+	if f.buf != nil {
+		putBuffer(f.buf)
+		f.buf = nil
+	}
+	f.Payload = nil
+}
+
+// String describes the frame for logs, without its payload bytes.
+func (f *Frame) String() string {
+	s := fmt.Sprintf("%v xid=%d", f.Type, f.XID)
+	if f.Method != "" {
+		s += fmt.Sprintf(" method=%q", f.Method)
+	}
+	if f.Flags&FlagDeadline != 0 {
+		s += fmt.Sprintf(" budget=%v", f.Budget)
+	}
+	if f.Err != nil {
+		s += fmt.Sprintf(" err=%q", f.Err.Error())
+	}
+	return s + fmt.Sprintf(" payload=%dB", len(f.Payload))
+}

@@ -1,0 +1,348 @@
+package frame
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Version is the protocol version Native speaks: the last byte of its
+// preface.
+const Version = 1
+
+// Preface is what each side of a Native stream sends before its first
+// frame: the magic "muxrpc\x00" and the version byte.
+var Preface = [8]byte{'m', 'u', 'x', 'r', 'p', 'c', 0, Version}
+
+// Native is muxrpc's own wire dialect, described in PROTOCOL.md.
+var Native Codec = native{}
+
+// ioBufferSize is the size of the buffered reader and writer. It must hold
+// the longest method name so that ReadFrame can look at it in place.
+const ioBufferSize = 64 << 10
+
+// maxInterned bounds the per-connection table of method names, which spares
+// an allocation per request for the methods a server actually sees.
+const maxInterned = 256
+
+type native struct{}
+
+func (native) NewReader(r io.Reader, maxFrameSize int) Reader {
+	if maxFrameSize <= 0 {
+		maxFrameSize = DefaultMaxFrameSize
+	}
+	return &nativeReader{
+		br:      bufio.NewReaderSize(r, ioBufferSize),
+		max:     maxFrameSize,
+		methods: make(map[string]string),
+	}
+}
+
+func (native) NewWriter(w io.Writer) Writer {
+	return &nativeWriter{bw: bufio.NewWriterSize(w, ioBufferSize)}
+}
+
+func (native) FrameSize(f *Frame) int {
+	return MinFrameSize + bodySize(f)
+}
+
+// bodySize is the number of bytes after the fixed header.
+func bodySize(f *Frame) int {
+	switch f.Type {
+	case TypeRequest, TypeNotify:
+		n := 2 + len(f.Method) + len(f.Payload)
+		if f.Flags&FlagDeadline != 0 {
+			n += 8
+		}
+		return n
+	case TypeResponse:
+		return len(f.Payload)
+	case TypeError, TypeGoAway:
+		msg, trace := errorStrings(f.Err)
+		return 2 + 4 + len(msg) + 4 + len(trace)
+	}
+	return 0
+}
+
+func errorStrings(e *RemoteError) (msg, trace string) {
+	if e == nil {
+		return "", ""
+	}
+	msg, trace = e.Message, e.Trace
+	if len(msg) > MaxMessageLen {
+		msg = msg[:MaxMessageLen]
+	}
+	if len(trace) > MaxMessageLen {
+		trace = trace[:MaxMessageLen]
+	}
+	return msg, trace
+}
+
+type nativeWriter struct {
+	bw *bufio.Writer
+}
+
+func (w *nativeWriter) WritePreface() error {
+	_, err := w.bw.Write(Preface[:])
+	return err
+}
+
+func (w *nativeWriter) WriteFrame(f *Frame) error {
+	body := bodySize(f)
+	if f.Type == TypeRequest || f.Type == TypeNotify {
+		if len(f.Method) == 0 || len(f.Method) > MaxMethodLen {
+			return fmt.Errorf("%w: method name of %d bytes", ErrMalformed, len(f.Method))
+		}
+	}
+	hdr := w.bw.AvailableBuffer()
+	hdr = binary.BigEndian.AppendUint32(hdr, uint32(MinFrameSize+body))
+	hdr = append(hdr, byte(f.Type), byte(f.Flags))
+	hdr = binary.BigEndian.AppendUint64(hdr, f.XID)
+	switch f.Type {
+	case TypeRequest, TypeNotify:
+		if f.Flags&FlagDeadline != 0 {
+			hdr = binary.BigEndian.AppendUint64(hdr, uint64(f.Budget))
+		}
+		hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(f.Method)))
+		hdr = append(hdr, f.Method...)
+	case TypeError, TypeGoAway:
+		msg, trace := errorStrings(f.Err)
+		var code Code
+		if f.Err != nil {
+			code = f.Err.Code
+		}
+		hdr = binary.BigEndian.AppendUint16(hdr, uint16(code))
+		hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(msg)))
+		hdr = append(hdr, msg...)
+		hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(trace)))
+		hdr = append(hdr, trace...)
+	}
+	if _, err := w.bw.Write(hdr); err != nil {
+		return err
+	}
+	switch f.Type {
+	case TypeRequest, TypeNotify, TypeResponse:
+		_, err := w.bw.Write(f.Payload)
+		return err
+	}
+	return nil
+}
+
+func (w *nativeWriter) Flush() error { return w.bw.Flush() }
+
+type nativeReader struct {
+	br      *bufio.Reader
+	max     int
+	methods map[string]string
+}
+
+func (r *nativeReader) ReadPreface() error {
+	got, err := r.br.Peek(len(Preface))
+	if err != nil {
+		if len(got) > 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: stream ended after %q", ErrBadPreface, got)
+		}
+		return err
+	}
+	defer r.br.Discard(len(Preface))
+	if string(got[:len(Preface)-1]) != string(Preface[:len(Preface)-1]) {
+		return fmt.Errorf("%w: it opened with %q%s", ErrBadPreface, got, guessProtocol(got))
+	}
+	if got[len(Preface)-1] != Version {
+		return fmt.Errorf("%w: peer speaks version %d, this side %d", ErrVersion, got[len(Preface)-1], Version)
+	}
+	return nil
+}
+
+// guessProtocol names a few protocols that a misdirected muxrpc connection
+// commonly meets, to make the error say what went wrong.
+func guessProtocol(b []byte) string {
+	s := string(b)
+	switch {
+	case len(s) >= 4 && (s[:4] == "GET " || s[:4] == "POST" || s[:4] == "HTTP" || s[:4] == "PUT " || s[:4] == "HEAD"):
+		return " (looks like HTTP)"
+	case len(s) >= 3 && s[:3] == "SSH":
+		return " (looks like SSH)"
+	case len(s) >= 3 && s[0] == 0x16 && s[1] == 0x03:
+		return " (looks like TLS)"
+	case len(s) >= 3 && s[:3] == "PRI":
+		return " (looks like HTTP/2)"
+	}
+	return ""
+}
+
+// readFull fills p, turning an EOF part-way into io.ErrUnexpectedEOF.
+func (r *nativeReader) readFull(p []byte) error {
+	_, err := io.ReadFull(r.br, p)
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (r *nativeReader) ReadFrame(f *Frame) error {
+	*f = Frame{}
+	var hdr [HeaderSize]byte
+	if _, err := io.ReadFull(r.br, hdr[:4]); err != nil {
+		return err // io.EOF at a frame boundary, ErrUnexpectedEOF inside the prefix
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if uint64(n) > uint64(r.max) {
+		return fmt.Errorf("%w: length field says %d bytes, limit is %d", ErrTooLarge, n, r.max)
+	}
+	if n < MinFrameSize {
+		return fmt.Errorf("%w: length field says %d bytes, the header alone takes %d", ErrMalformed, n, MinFrameSize)
+	}
+	if err := r.readFull(hdr[4:]); err != nil {
+		return err
+	}
+	f.Type = Type(hdr[4])
+	f.Flags = Flags(hdr[5])
+	f.XID = binary.BigEndian.Uint64(hdr[6:])
+	body := int(n) - MinFrameSize
+	if err := checkHeader(f, body); err != nil {
+		return err
+	}
+	switch f.Type {
+	case TypeRequest, TypeNotify:
+		return r.readCall(f, body)
+	case TypeResponse:
+		return r.readPayload(f, body)
+	case TypeError, TypeGoAway:
+		return r.readError(f, body)
+	}
+	return nil // TypeCancel: no body
+}
+
+// checkHeader applies the rules that depend on the fixed header alone.
+func checkHeader(f *Frame, body int) error {
+	allowed := FlagPriorityMask
+	switch f.Type {
+	case TypeRequest, TypeNotify:
+		allowed |= FlagDeadline
+	case TypeResponse, TypeError, TypeCancel, TypeGoAway:
+	default:
+		return fmt.Errorf("%w: unknown frame type %d", ErrMalformed, uint8(f.Type))
+	}
+	if f.Flags&^allowed != 0 {
+		return fmt.Errorf("%w: %v frame with flags %#02x", ErrMalformed, f.Type, uint8(f.Flags))
+	}
+	switch f.Type {
+	case TypeNotify, TypeGoAway:
+		if f.XID != 0 {
+			return fmt.Errorf("%w: %v frame with xid %d, want 0", ErrMalformed, f.Type, f.XID)
+		}
+	default:
+		if f.XID == 0 {
+			return fmt.Errorf("%w: %v frame with xid 0", ErrMalformed, f.Type)
+		}
+	}
+	if f.Type == TypeCancel && body != 0 {
+		return fmt.Errorf("%w: CANCEL frame with a %d-byte body", ErrMalformed, body)
+	}
+	return nil
+}
+
+func (r *nativeReader) readCall(f *Frame, body int) error {
+	fixed := 2
+	if f.Flags&FlagDeadline != 0 {
+		fixed += 8
+	}
+	if body < fixed {
+		return fmt.Errorf("%w: %v body of %d bytes is shorter than its fixed fields", ErrMalformed, f.Type, body)
+	}
+	var b [10]byte
+	if err := r.readFull(b[:fixed]); err != nil {
+		return err
+	}
+	if f.Flags&FlagDeadline != 0 {
+		f.Budget = time.Duration(binary.BigEndian.Uint64(b[:8]))
+	}
+	mlen := int(binary.BigEndian.Uint16(b[fixed-2:]))
+	if mlen == 0 || mlen > body-fixed {
+		return fmt.Errorf("%w: method length %d in a body with %d bytes left", ErrMalformed, mlen, body-fixed)
+	}
+	name, err := r.br.Peek(mlen) // mlen <= MaxMethodLen < ioBufferSize
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	f.Method = r.intern(name)
+	r.br.Discard(mlen)
+	return r.readPayload(f, body-fixed-mlen)
+}
+
+// intern returns name as a string, reusing an earlier copy when it has one.
+func (r *nativeReader) intern(name []byte) string {
+	if s, ok := r.methods[string(name)]; ok {
+		return s
+	}
+	s := string(name)
+	if len(r.methods) < maxInterned {
+		r.methods[s] = s
+	}
+	return s
+}
+
+func (r *nativeReader) readPayload(f *Frame, n int) error {
+	if n == 0 {
+		return nil
+	}
+	buf := getBuffer(n)
+	if err := r.readFull(buf.b); err != nil {
+		putBuffer(buf)
+		return err
+	}
+	f.Payload, f.buf = buf.b, buf
+	return nil
+}
+
+func (r *nativeReader) readError(f *Frame, body int) error {
+	buf := getBuffer(body)
+	defer putBuffer(buf)
+	if err := r.readFull(buf.b); err != nil {
+		return err
+	}
+	e, err := parseError(buf.b)
+	if err != nil {
+		return fmt.Errorf("%w: %v body: %v", ErrMalformed, f.Type, err)
+	}
+	f.Err = e
+	return nil
+}
+
+// parseError decodes the body of an ERROR or GOAWAY frame.
+func parseError(b []byte) (*RemoteError, error) {
+	if len(b) < 2+4 {
+		return nil, fmt.Errorf("%d bytes, too short for a code and a message length", len(b))
+	}
+	e := &RemoteError{Code: Code(binary.BigEndian.Uint16(b))}
+	b = b[2:]
+	var err error
+	if e.Message, b, err = lengthPrefixed(b, "message"); err != nil {
+		return nil, err
+	}
+	if len(b) < 4 {
+		return nil, fmt.Errorf("%d bytes left, too short for a trace length", len(b))
+	}
+	if e.Trace, b, err = lengthPrefixed(b, "trace"); err != nil {
+		return nil, err
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%d bytes after the trace", len(b))
+	}
+	return e, nil
+}
+
+func lengthPrefixed(b []byte, what string) (string, []byte, error) {
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if uint64(n) > uint64(len(b)) {
+		return "", nil, fmt.Errorf("%s length %d with %d bytes left", what, n, len(b))
+	}
+	return string(b[:n]), b[n:], nil
+}

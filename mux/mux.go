@@ -1,0 +1,320 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/frame"
+)
+
+// ErrClosed is wrapped by the error of every call that fails because the
+// stream is gone: closed by Close, ended by the peer, broken by an I/O
+// error or a protocol violation, or refusing new calls after the server
+// said it is shutting down. The error also wraps the cause.
+var ErrClosed = errors.New("mux: closed")
+
+// Mux sends calls over one stream and routes each reply to its caller. It
+// is safe for concurrent use by any number of goroutines.
+type Mux struct {
+	conn       *channel.Conn
+	readerDone chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint64]*Call // calls waiting for a reply, by xid
+	lastXID uint64
+	err     error // set once the Mux can take no new calls
+}
+
+// New starts a Mux over rwc, whose other end must be served by a
+// demux.DeMux. It never blocks on I/O: the preface exchange happens in the
+// background, and if it fails, calls fail with an error wrapping ErrClosed.
+// The Mux owns rwc from now on; Close closes it.
+func New(rwc io.ReadWriteCloser, opts ...Option) *Mux {
+	var cfg channel.Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m := &Mux{
+		conn:       channel.New(rwc, cfg),
+		readerDone: make(chan struct{}),
+		pending:    make(map[uint64]*Call),
+	}
+	go func() {
+		defer close(m.readerDone)
+		m.fail(m.conn.Serve(m.handle))
+	}()
+	return m
+}
+
+// Close closes the stream and waits for the Mux's goroutines to exit.
+// Every call still waiting returns an error wrapping ErrClosed; later calls
+// fail at once. Close returns the error of closing the stream, if any, and
+// is safe to call more than once.
+func (m *Mux) Close() error {
+	err := m.conn.Close()
+	<-m.readerDone
+	return err
+}
+
+// Call calls method on the remote side with args and decodes the result into
+// reply, which must be a pointer (or nil to ignore the result). args and
+// reply are encoded and decoded with msgpack.
+//
+// Call blocks until the reply comes, the stream dies or ctx ends. When ctx
+// ends first, Call returns at once with an error for which
+// errors.Is(err, ctx.Err()) holds, tells the server to cancel the
+// handler, and drops the reply if it arrives later. ctx's deadline, if any,
+// travels to the server as a time budget that bounds the handler's context.
+//
+// The handler's failure comes back as a *frame.RemoteError. A stream
+// failure gives an error wrapping ErrClosed and its cause.
+func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
+	c := getCall()
+	c.reply = reply
+	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
+		putCall(c)
+		return err
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		if m.abandon(ctx, c) {
+			putCall(c)
+			return fmt.Errorf("mux: call %q: %w", method, ctx.Err())
+		}
+		<-c.done // the reply is already in hand
+	}
+	err := c.result()
+	putCall(c)
+	return err
+}
+
+// Go starts a call like Call and returns at once. The returned Call's Done
+// channel is closed when the call finishes; then Err reports how it ended,
+// and reply holds the result if Err is nil. Canceling ctx finishes the call
+// with ctx's error at once and tells the server to cancel it.
+func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
+	c := &Call{reply: reply, async: true, done: make(chan struct{})}
+	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
+		c.err = err
+		close(c.done)
+	}
+	return c
+}
+
+// Notify sends a one-way request: the server runs method's handler and
+// sends nothing back, not even an error. Notify returns once the request is
+// queued for the stream; it fails if args cannot be encoded, the request is
+// too large, ctx ends while the send queue is full, or the stream is gone.
+func (m *Mux) Notify(ctx context.Context, method string, args any) error {
+	c := getCall()
+	err := m.start(ctx, c, frame.TypeNotify, method, args)
+	putCall(c)
+	return err
+}
+
+// start encodes and queues the request for c. For a TypeRequest it
+// registers c under a fresh xid first; on error nothing stays registered.
+func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string, args any) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mux: call %q: %w", method, err)
+	}
+	f := &c.req
+	*f = frame.Frame{Type: typ, Method: method}
+	if deadline, ok := ctx.Deadline(); ok {
+		f.Flags |= frame.FlagDeadline
+		f.Budget = time.Until(deadline)
+	}
+	if err := f.EncodePayload(args); err != nil {
+		return fmt.Errorf("mux: call %q: %w", method, err)
+	}
+	m.mu.Lock()
+	if m.err != nil {
+		err := m.err
+		m.mu.Unlock()
+		f.Release()
+		return err
+	}
+	if typ == frame.TypeRequest {
+		m.lastXID++
+		c.xid = m.lastXID
+		f.XID = c.xid
+		m.pending[c.xid] = c
+		if c.async && ctx.Done() != nil {
+			c.stop = context.AfterFunc(ctx, func() {
+				if m.abandon(ctx, c) {
+					c.err = fmt.Errorf("mux: call %q: %w", method, ctx.Err())
+					close(c.done)
+				}
+			})
+		}
+	}
+	m.mu.Unlock()
+	err := m.conn.Send(ctx, f)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, frame.ErrTooLarge) || errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("mux: call %q: %w", method, err)
+	} else {
+		err = m.closedError(err)
+	}
+	if typ == frame.TypeRequest && !m.unregister(c) {
+		// fail or abandon took the call first and finishes it with its
+		// own error; the caller waits on done as if the send had worked.
+		return nil
+	}
+	if c.stop != nil {
+		c.stop()
+	}
+	return err
+}
+
+// unregister removes c from the pending table, reporting whether it was
+// still there. Whoever removes a call finishes it.
+func (m *Mux) unregister(c *Call) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending[c.xid] != c {
+		return false
+	}
+	delete(m.pending, c.xid)
+	return true
+}
+
+// abandon gives up on c because its context ended. If c was still waiting,
+// it tells the server with a CANCEL frame and reports true; the caller then
+// owns c. The CANCEL is best effort: ctx is already done, so Send does not
+// wait for room in a full send queue.
+func (m *Mux) abandon(ctx context.Context, c *Call) bool {
+	if !m.unregister(c) {
+		return false
+	}
+	m.conn.Send(ctx, &frame.Frame{Type: frame.TypeCancel, XID: c.xid})
+	return true
+}
+
+// handle runs on the reader goroutine for each frame that arrives.
+func (m *Mux) handle(f *frame.Frame) error {
+	switch f.Type {
+	case frame.TypeResponse, frame.TypeError:
+		m.mu.Lock()
+		c := m.pending[f.XID]
+		if c != nil {
+			delete(m.pending, f.XID)
+		}
+		m.mu.Unlock()
+		if c == nil { // its caller gave up; drop the late reply
+			f.Release()
+			return nil
+		}
+		if f.Type == frame.TypeError {
+			c.err = f.Err
+		}
+		c.resp = *f
+		*f = frame.Frame{}
+		c.finish()
+	case frame.TypeGoAway:
+		reason := f.Err
+		if reason == nil {
+			reason = &frame.RemoteError{Code: frame.CodeShutdown, Message: "server is shutting down"}
+		}
+		m.mu.Lock()
+		if m.err == nil {
+			m.err = fmt.Errorf("%w: %w", ErrClosed, reason)
+		}
+		m.mu.Unlock()
+	default:
+		f.Release()
+		return fmt.Errorf("%w: a client does not accept %v frames", frame.ErrMalformed, f.Type)
+	}
+	return nil
+}
+
+// fail ends every waiting call once the stream is gone.
+func (m *Mux) fail(cause error) {
+	err := m.closedError(cause)
+	m.mu.Lock()
+	m.err = err
+	pending := m.pending
+	m.pending = make(map[uint64]*Call)
+	m.mu.Unlock()
+	for _, c := range pending {
+		c.err = err
+		c.finish()
+	}
+}
+
+// closedError turns a stream error into the error callers see.
+func (m *Mux) closedError(cause error) error {
+	if errors.Is(cause, channel.ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %w", ErrClosed, cause)
+}
+
+// Call is a call started by Mux.Go.
+type Call struct {
+	req   frame.Frame // the request while it is being sent
+	resp  frame.Frame // the reply, until decoded
+	reply any
+	err   error
+	xid   uint64
+	async bool          // started by Go: done is closed, reply decoded by finish
+	done  chan struct{} // Go: closed when finished; Call: receives one token
+	stop  func() bool   // Go: stops the AfterFunc watching ctx
+}
+
+// Done returns a channel that is closed when the call has finished.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Err reports how the call ended; it is valid once Done is closed. It is
+// nil if the reply was decoded into the reply value given to Go.
+func (c *Call) Err() error { return c.err }
+
+// finish completes c on the goroutine that removed it from the pending
+// table. A synchronous caller decodes its own reply; an asynchronous one
+// needs it decoded before Done is closed.
+func (c *Call) finish() {
+	if !c.async {
+		c.done <- struct{}{}
+		return
+	}
+	if c.stop != nil {
+		c.stop()
+	}
+	c.err = c.result()
+	close(c.done)
+}
+
+// result decodes the reply, if any, into c.reply and releases it.
+func (c *Call) result() error {
+	defer c.resp.Release()
+	if c.err != nil {
+		return c.err
+	}
+	if c.reply == nil {
+		return nil
+	}
+	if err := frame.DecodePayload(c.resp.Payload, c.reply); err != nil {
+		return fmt.Errorf("mux: decoding reply: %w", err)
+	}
+	return nil
+}
+
+var callPool = sync.Pool{New: func() any {
+	return &Call{done: make(chan struct{}, 1)}
+}}
+
+func getCall() *Call { return callPool.Get().(*Call) }
+
+func putCall(c *Call) {
+	done := c.done
+	*c = Call{done: done}
+	callPool.Put(c)
+}
