@@ -160,8 +160,8 @@ func (d *DeMux) Close() error {
 	d.closed = true
 	serving := d.serving
 	d.mu.Unlock()
+	err := d.conn.Close() // first, so that canceled handlers' replies go nowhere
 	d.cancel()
-	err := d.conn.Close()
 	if serving {
 		<-d.served
 	}
