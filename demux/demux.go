@@ -127,8 +127,11 @@ func (d *DeMux) Shutdown(ctx context.Context) error {
 			close(d.idle)
 		}
 	}
-	idle := d.idle
+	idle, serving := d.idle, d.serving
 	d.mu.Unlock()
+	if !serving { // nothing was read, so nothing is owed
+		return d.Close()
+	}
 	if first {
 		goaway := &frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{
 			Code: frame.CodeShutdown, Message: "server is shutting down",
@@ -235,8 +238,9 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	if r.XID != 0 {
 		if _, dup := d.active[r.XID]; dup {
 			d.mu.Unlock()
+			err := fmt.Errorf("%w: request xid %d is already in flight", frame.ErrMalformed, r.XID)
 			d.release(r)
-			return fmt.Errorf("%w: request xid %d is already in flight", frame.ErrMalformed, r.XID)
+			return err
 		}
 		d.active[r.XID] = r
 	}

@@ -4,6 +4,9 @@ package rpctest
 
 import (
 	"context"
+	"errors"
+	"io"
+	"syscall"
 	"testing"
 
 	"github.com/muxrpc/muxrpc/demux"
@@ -49,6 +52,12 @@ func (p *Pair) Wait() error {
 	err := <-p.done
 	p.done <- err
 	return err
+}
+
+// IsHangUp reports whether err is how a stream ends when its peer closes
+// it: io.EOF, or a TCP reset when the peer closed with data unread.
+func IsHangUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // Each runs fn as a subtest for every kind in Kinds.

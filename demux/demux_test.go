@@ -1,0 +1,308 @@
+package demux_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
+	"github.com/muxrpc/muxrpc/internal/transport"
+	"github.com/muxrpc/muxrpc/mux"
+)
+
+// rawPeer speaks the wire format by hand from one end of a stream.
+type rawPeer struct {
+	t   *testing.T
+	rwc io.ReadWriteCloser
+	w   frame.Writer
+	r   frame.Reader
+}
+
+func newRawPeer(t *testing.T, rwc io.ReadWriteCloser) *rawPeer {
+	return &rawPeer{t: t, rwc: rwc, w: frame.Native.NewWriter(rwc), r: frame.Native.NewReader(rwc, 0)}
+}
+
+func (p *rawPeer) preface() {
+	require.NoError(p.t, p.w.WritePreface())
+	require.NoError(p.t, p.w.Flush())
+}
+
+func (p *rawPeer) send(f frame.Frame) {
+	require.NoError(p.t, p.w.WriteFrame(&f))
+	require.NoError(p.t, p.w.Flush())
+}
+
+// hangUp reads the server's preface, then closes: closing a TCP socket
+// with unread data would reset the connection instead.
+func (p *rawPeer) hangUp() {
+	_, err := io.ReadFull(p.rwc, make([]byte, len(frame.Preface)))
+	require.NoError(p.t, err)
+	require.NoError(p.t, p.rwc.Close())
+}
+
+func (p *rawPeer) write(b []byte) {
+	_, err := p.rwc.Write(b)
+	require.NoError(p.t, err)
+}
+
+// serve starts a DeMux over the other end of a fresh stream and returns a
+// raw client for this end and Serve's result.
+func serve(t *testing.T, kind transport.Kind, h demux.Handler, opts ...demux.Option) (*rawPeer, *demux.DeMux, <-chan error) {
+	c, s, err := transport.Pair(kind)
+	require.NoError(t, err)
+	d := demux.New(s, h, opts...)
+	done := make(chan error, 1)
+	go func() { done <- d.Serve() }()
+	t.Cleanup(func() {
+		c.Close()
+		d.Close()
+	})
+	return newRawPeer(t, c), d, done
+}
+
+func request(xid uint64, method string, args any) frame.Frame {
+	f := frame.Frame{Type: frame.TypeRequest, XID: xid, Method: method}
+	if err := f.EncodePayload(args); err != nil {
+		panic(err)
+	}
+	return f
+}
+
+func echo() *demux.Router {
+	r := demux.NewRouter()
+	r.Handle("echo", demux.Func(func(_ context.Context, s string) (string, error) { return s, nil }))
+	return r
+}
+
+func TestServeRejectsPeersThatAreNotMuxrpc(t *testing.T) {
+	cases := []struct {
+		name  string
+		bytes []byte
+		is    error
+		says  string
+	}{
+		{"http", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), frame.ErrBadPreface, "looks like HTTP"},
+		{"zeros", make([]byte, 64), frame.ErrBadPreface, `"\x00\x00`},
+		{"random", []byte{0x9e, 0x12, 0x77, 0x01, 0xfe, 0x33, 0x00, 0x42, 0x10}, frame.ErrBadPreface, "not muxrpc"},
+		{"version", []byte("muxrpc\x00\x07"), frame.ErrVersion, "version 7"},
+		{"short", []byte("mux"), frame.ErrBadPreface, "stream ended"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+				peer, _, done := serve(t, kind, echo())
+				peer.write(c.bytes)
+				if c.name == "short" {
+					peer.hangUp()
+				}
+				err := <-done
+				require.ErrorIs(t, err, c.is)
+				assert.Contains(t, err.Error(), c.says)
+			})
+		})
+	}
+}
+
+func TestServeSendsItsPreface(t *testing.T) {
+	peer, d, done := serve(t, transport.Pipe, echo())
+	got := make([]byte, len(frame.Preface))
+	_, err := io.ReadFull(peer.rwc, got)
+	require.NoError(t, err)
+	assert.Equal(t, frame.Preface[:], got)
+	require.NoError(t, d.Close())
+	require.NoError(t, <-done)
+}
+
+func TestProtocolViolationsEndTheStream(t *testing.T) {
+	huge := binary.BigEndian.AppendUint32(nil, 0x7fffffff)
+	cases := []struct {
+		name string
+		send func(p *rawPeer)
+		is   error
+	}{
+		{"length over the limit", func(p *rawPeer) { p.write(huge) }, frame.ErrTooLarge},
+		{"unknown type", func(p *rawPeer) {
+			p.write([]byte{0, 0, 0, 10, 99, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+		}, frame.ErrMalformed},
+		{"response to a server", func(p *rawPeer) {
+			p.send(frame.Frame{Type: frame.TypeResponse, XID: 1, Payload: []byte{0xc0}})
+		}, frame.ErrMalformed},
+		{"eof inside a frame", func(p *rawPeer) {
+			p.write([]byte{0, 0, 0, 40, byte(frame.TypeRequest), 0, 0, 0})
+			p.hangUp()
+		}, io.ErrUnexpectedEOF},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+				peer, _, done := serve(t, kind, echo())
+				peer.preface()
+				c.send(peer)
+				require.ErrorIs(t, <-done, c.is)
+			})
+		})
+	}
+}
+
+func TestDuplicateXIDIsAViolation(t *testing.T) {
+	b := rpctest.NewBlocker(2)
+	peer, _, done := serve(t, transport.Pipe, b)
+	peer.preface()
+	peer.send(request(5, "park", nil))
+	<-b.Started
+	peer.send(request(5, "park", nil))
+	err := <-done
+	require.ErrorIs(t, err, frame.ErrMalformed)
+	assert.Contains(t, err.Error(), "xid 5")
+}
+
+func TestRawRequestGetsItsReply(t *testing.T) {
+	peer, _, _ := serve(t, transport.Pipe, echo())
+	peer.preface()
+	require.NoError(t, peer.r.ReadPreface())
+	peer.send(request(42, "echo", "hi"))
+	peer.send(request(43, "echo", 12)) // bad args
+	var f frame.Frame
+	for range 2 {
+		require.NoError(t, peer.r.ReadFrame(&f))
+		switch f.XID {
+		case 42:
+			require.Equal(t, frame.TypeResponse, f.Type)
+			var s string
+			require.NoError(t, frame.DecodePayload(f.Payload, &s))
+			assert.Equal(t, "hi", s)
+		case 43:
+			require.Equal(t, frame.TypeError, f.Type)
+			assert.Equal(t, frame.CodeBadRequest, f.Err.Code)
+		default:
+			t.Fatalf("unexpected %v", &f)
+		}
+		f.Release()
+	}
+}
+
+func TestMaxInFlightStopsReading(t *testing.T) {
+	const limit, calls = 2, 8
+	var running, peak atomic.Int32
+	gate := make(chan struct{})
+	started := make(chan struct{}, calls)
+	h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+		n := running.Add(1)
+		for old := peak.Load(); n > old && !peak.CompareAndSwap(old, n); old = peak.Load() {
+		}
+		started <- struct{}{}
+		<-gate
+		running.Add(-1)
+		return nil, nil
+	})
+	p := rpctest.Start(t, transport.Pipe, h, []demux.Option{demux.MaxInFlight(limit)})
+	results := make(chan error, calls)
+	for range calls {
+		go func() { results <- p.Mux.Call(context.Background(), "x", nil, nil) }()
+	}
+	for range limit {
+		<-started
+	}
+	close(gate)
+	for range calls {
+		require.NoError(t, <-results)
+	}
+	assert.Equal(t, int32(limit), peak.Load())
+}
+
+func TestStreamEndCancelsHandlers(t *testing.T) {
+	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+		seen := make(chan error, 1)
+		started := make(chan struct{})
+		h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+			close(started)
+			<-ctx.Done()
+			seen <- ctx.Err()
+			return nil, nil
+		})
+		p := rpctest.Start(t, kind, h, nil)
+		call := p.Mux.Go(context.Background(), "x", nil, nil)
+		<-started
+		require.NoError(t, p.Mux.Close())
+		<-call.Done()
+		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
+		assert.ErrorIs(t, <-seen, context.Canceled)
+		assert.True(t, rpctest.IsHangUp(p.Wait()), "Serve reports the client's hang-up")
+	})
+}
+
+func TestLifecycleEdges(t *testing.T) {
+	t.Run("close before serve", func(t *testing.T) {
+		c, s, err := transport.Pair(transport.Pipe)
+		require.NoError(t, err)
+		defer c.Close()
+		d := demux.New(s, echo())
+		require.NoError(t, d.Close())
+		require.NoError(t, d.Serve())
+		require.ErrorIs(t, d.Serve(), demux.ErrServing)
+		require.NoError(t, d.Close(), "twice is fine")
+	})
+	t.Run("shutdown before serve", func(t *testing.T) {
+		c, s, err := transport.Pair(transport.Pipe)
+		require.NoError(t, err)
+		defer c.Close()
+		d := demux.New(s, echo())
+		require.NoError(t, d.Shutdown(context.Background()))
+		require.NoError(t, d.Serve())
+	})
+	t.Run("shutdown idle", func(t *testing.T) {
+		p := rpctest.Start(t, transport.TCP, echo(), nil)
+		var s string
+		require.NoError(t, p.Mux.Call(context.Background(), "echo", "x", &s))
+		require.NoError(t, p.DeMux.Shutdown(context.Background()))
+		require.NoError(t, p.Wait())
+		require.NoError(t, p.DeMux.Shutdown(context.Background()), "twice is fine")
+		err := p.Mux.Call(context.Background(), "echo", "x", &s)
+		assert.ErrorIs(t, err, mux.ErrClosed)
+	})
+}
+
+func TestNotifyErrorsAreLogged(t *testing.T) {
+	var buf bytes.Buffer
+	var mu atomic.Bool // the logger is written from a handler goroutine
+	logged := make(chan struct{})
+	h := slog.NewTextHandler(&lockedWriter{w: &buf, flag: &mu, done: logged}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	r := demux.NewRouter()
+	r.Handle("oops", demux.Func(func(context.Context, int) (int, error) { return 0, errors.New("nobody hears this") }))
+	p := rpctest.Start(t, transport.Pipe, r, []demux.Option{demux.Logger(slog.New(h))})
+	require.NoError(t, p.Mux.Notify(context.Background(), "oops", 1))
+	<-logged
+	assert.Contains(t, buf.String(), "nobody hears this")
+}
+
+type lockedWriter struct {
+	w    io.Writer
+	flag *atomic.Bool
+	done chan struct{}
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	if l.flag.CompareAndSwap(false, true) {
+		close(l.done)
+	}
+	return n, err
+}
+
+func TestRouterRejectsBadRegistrations(t *testing.T) {
+	r := demux.NewRouter()
+	r.Handle("a", echo())
+	assert.Panics(t, func() { r.Handle("a", echo()) })
+	assert.Panics(t, func() { r.Handle("", echo()) })
+	assert.Panics(t, func() { r.Handle("b", nil) })
+}
