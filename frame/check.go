@@ -5,7 +5,9 @@ import (
 	"fmt"
 )
 
-// MaxPayloadDepth is how deeply arrays and maps may nest in a payload.
+// MaxPayloadDepth is how deeply arrays and maps may nest in a payload. An
+// array or map that is the payload is at depth 1, one inside it at depth 2;
+// empty ones count like any other.
 const MaxPayloadDepth = 256
 
 // checkPayload walks the msgpack encoding in b without decoding it and
@@ -38,26 +40,29 @@ func checkPayload(b []byte) error {
 		}
 		c := b[i]
 		i++
-		var skip, count int // bytes to skip; items in a new container
+		// Bytes to skip; items in a new container. They are int64 so that a
+		// claimed length of up to 2^32-1, doubled for a map, is compared
+		// with the bytes left as it is even where an int has 32 bits.
+		var skip, count int64
 		isContainer, isMap := false, false
 		switch {
 		case c <= 0x7f || c >= 0xe0: // positive and negative fixint
 		case c <= 0x8f:
-			isContainer, isMap, count = true, true, int(c&0x0f)
+			isContainer, isMap, count = true, true, int64(c&0x0f)
 		case c <= 0x9f:
-			isContainer, count = true, int(c&0x0f)
+			isContainer, count = true, int64(c&0x0f)
 		case c <= 0xbf: // fixstr
-			skip = int(c & 0x1f)
+			skip = int64(c & 0x1f)
 		default:
 			var err error
 			if skip, count, isContainer, isMap, i, err = checkLong(b, i, c); err != nil {
 				return err
 			}
 		}
-		if skip > len(b)-i {
+		if skip > int64(len(b)-i) {
 			return fmt.Errorf("%w: value of %d bytes with %d left", ErrMalformed, skip, len(b)-i)
 		}
-		i += skip
+		i += int(skip)
 		if !isContainer {
 			continue
 		}
@@ -67,18 +72,19 @@ func checkPayload(b []byte) error {
 		if isMap {
 			count *= 2
 		}
-		if count > len(b)-i { // every item takes at least one byte
+		if count > int64(len(b)-i) { // every item takes at least one byte
 			return fmt.Errorf("%w: container claims %d items with %d bytes left", ErrMalformed, count, len(b)-i)
+		}
+		// An empty container counts towards the depth like any other.
+		if depth == MaxPayloadDepth {
+			return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, MaxPayloadDepth)
 		}
 		if count == 0 {
 			continue
 		}
-		if depth == MaxPayloadDepth {
-			return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, MaxPayloadDepth)
-		}
 		stack[depth] = cur
 		depth++
-		cur = level{left: count, isMap: isMap}
+		cur = level{left: int(count), isMap: isMap}
 	}
 }
 
@@ -86,9 +92,9 @@ var errShortLength = fmt.Errorf("%w: payload ends inside a length", ErrMalformed
 
 // checkLong handles the type bytes 0xc0..0xdf. It returns the number of
 // bytes to skip or, for a container, its item count, and the new position.
-func checkLong(b []byte, i int, c byte) (skip, count int, isContainer, isMap bool, next int, err error) {
+func checkLong(b []byte, i int, c byte) (skip, count int64, isContainer, isMap bool, next int, err error) {
 	// uintN reads an n-byte big-endian length at i.
-	uintN := func(n int) (int, bool) {
+	uintN := func(n int) (int64, bool) {
 		if n > len(b)-i {
 			return 0, false
 		}
@@ -102,9 +108,9 @@ func checkLong(b []byte, i int, c byte) (skip, count int, isContainer, isMap boo
 			v = uint64(binary.BigEndian.Uint32(b[i:]))
 		}
 		i += n
-		return int(v), true
+		return int64(v), true
 	}
-	var n int
+	var n int64
 	var ok bool
 	switch c {
 	case 0xc0, 0xc2, 0xc3: // nil, false, true

@@ -78,7 +78,8 @@ func (e *RemoteError) Error() string {
 // Is reports whether the error matches target: CodeCanceled matches
 // context.Canceled and CodeDeadlineExceeded matches
 // context.DeadlineExceeded, so callers can test remote cancellation the way
-// they test their own. Two RemoteErrors match when their codes are equal.
+// they test their own. Two RemoteErrors match when their codes are equal; a
+// nil *RemoteError target matches nothing.
 func (e *RemoteError) Is(target error) bool {
 	switch target {
 	case context.Canceled:
@@ -86,7 +87,7 @@ func (e *RemoteError) Is(target error) bool {
 	case context.DeadlineExceeded:
 		return e.Code == CodeDeadlineExceeded
 	}
-	if t, ok := target.(*RemoteError); ok {
+	if t, ok := target.(*RemoteError); ok && t != nil {
 		return t.Code == e.Code
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -96,6 +97,9 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 			return fmt.Errorf("%w: method name of %d bytes", ErrMalformed, len(f.Method))
 		}
 	}
+	if uint64(MinFrameSize+body) > math.MaxUint32 { // the length field would wrap
+		return fmt.Errorf("%w: %v frame of %d bytes does not fit a 32-bit length", ErrTooLarge, f.Type, MinFrameSize+body)
+	}
 	hdr := w.bw.AvailableBuffer()
 	hdr = binary.BigEndian.AppendUint32(hdr, uint32(MinFrameSize+body))
 	hdr = append(hdr, byte(f.Type), byte(f.Flags))
@@ -136,6 +140,9 @@ type nativeReader struct {
 	br      *bufio.Reader
 	max     int
 	methods map[string]string
+	// scratch holds a frame's fixed fields while they are parsed; a local
+	// array would escape through io.ReadFull and cost an allocation.
+	scratch [HeaderSize]byte
 }
 
 func (r *nativeReader) ReadPreface() error {
@@ -184,7 +191,7 @@ func (r *nativeReader) readFull(p []byte) error {
 
 func (r *nativeReader) ReadFrame(f *Frame) error {
 	*f = Frame{}
-	var hdr [HeaderSize]byte
+	hdr := r.scratch[:]
 	if _, err := io.ReadFull(r.br, hdr[:4]); err != nil {
 		return err // io.EOF at a frame boundary, ErrUnexpectedEOF inside the prefix
 	}
@@ -253,8 +260,8 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 	if body < fixed {
 		return fmt.Errorf("%w: %v body of %d bytes is shorter than its fixed fields", ErrMalformed, f.Type, body)
 	}
-	var b [10]byte
-	if err := r.readFull(b[:fixed]); err != nil {
+	b := r.scratch[:fixed] // the header is parsed already
+	if err := r.readFull(b); err != nil {
 		return err
 	}
 	if f.Flags&FlagDeadline != 0 {

@@ -1,0 +1,324 @@
+package frame
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"runtime/metrics"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// fuzzMaxFrameSize is the frame size limit FuzzReadFrame reads with.
+const fuzzMaxFrameSize = 1 << 16
+
+// fuzzMaxPayload bounds the payloads the payload fuzzers look at.
+const fuzzMaxPayload = 1 << 16
+
+// goldenSeeds returns the golden frames, in a fixed order.
+func goldenSeeds(f *testing.F) [][]byte {
+	names := make([]string, 0, len(goldenFrames))
+	for name := range goldenFrames {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var out [][]byte
+	for _, name := range names {
+		out = append(out, readGolden(f, name))
+	}
+	return out
+}
+
+// FuzzReadFrame feeds arbitrary bytes to the Native reader. It must not
+// panic, must fail only with the errors ReadFrame documents, and every
+// frame it accepts must encode back to exactly the bytes it was read from
+// and decode again to the same frame.
+func FuzzReadFrame(f *testing.F) {
+	golden := goldenSeeds(f)
+	for _, b := range golden {
+		f.Add(b)
+	}
+	f.Add(bytes.Join(golden, nil))
+	f.Add(append(readGolden(f, "preface.hex"), golden[0]...))
+	f.Add(u32(math32))
+	f.Add(raw(TypeRequest, FlagDeadline|FlagMore, 1, u64(1), u16(1), []byte("m")))
+	f.Add(raw(TypeRequest, 0, 1, u16(4), []byte("bomb"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff}))
+	f.Add(raw(TypeError, 0, 1, u16(1), u32(math32), u32(0)))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkPrefaceFuzz(t, data)
+
+		r := Native.NewReader(bytes.NewReader(data), fuzzMaxFrameSize)
+		rest := data
+		for range 64 {
+			var got Frame
+			err := r.ReadFrame(&got)
+			if err != nil {
+				if err != io.EOF && err != io.ErrUnexpectedEOF &&
+					!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("ReadFrame: unexpected error %v", err)
+				}
+				if err == io.EOF && len(rest) != 0 {
+					t.Fatalf("io.EOF with %d bytes unread", len(rest))
+				}
+				require.Nil(t, got.Payload, "payload handed out with error %v", err)
+				return
+			}
+			n := binary.BigEndian.Uint32(rest)
+			require.LessOrEqual(t, n, uint32(fuzzMaxFrameSize))
+			enc := encode(t, &got)
+			require.Equal(t, rest[:4+n], enc, "re-encoding %v", &got)
+			require.Equal(t, int(n), Native.FrameSize(&got))
+			rest = rest[4+n:]
+
+			again, err := readOne(enc, fuzzMaxFrameSize)
+			require.NoError(t, err, "reading back %v", &got)
+			require.Equal(t, visible(&got), visible(again))
+			again.Release()
+			got.Release()
+		}
+	})
+}
+
+const math32 = 1<<32 - 1
+
+// checkPrefaceFuzz reads data as a preface: it must be accepted exactly
+// when it starts with Preface, and fail with a documented error otherwise.
+func checkPrefaceFuzz(t *testing.T, data []byte) {
+	err := Native.NewReader(bytes.NewReader(data), fuzzMaxFrameSize).ReadPreface()
+	switch {
+	case bytes.HasPrefix(data, Preface[:]):
+		require.NoError(t, err)
+	case len(data) == 0:
+		require.Equal(t, io.EOF, err)
+	case len(data) >= len(Preface) && bytes.HasPrefix(data, Preface[:len(Preface)-1]):
+		require.ErrorIs(t, err, ErrVersion)
+	default:
+		require.ErrorIs(t, err, ErrBadPreface)
+	}
+}
+
+// payloadSeeds adds the payload cases of the unit tests and the golden
+// payloads to a payload fuzzer.
+func payloadSeeds(f *testing.F) {
+	for _, c := range malformedPayloads {
+		f.Add(c.in)
+	}
+	for _, c := range wellFormedPayloads {
+		f.Add(c.in)
+	}
+	for _, c := range goldenFrames {
+		if len(c.frame.Payload) > 0 {
+			f.Add(c.frame.Payload)
+		}
+	}
+	f.Add([]byte{})
+}
+
+// FuzzDecodePayload decodes arbitrary bytes into an any. It must not
+// panic (not even one DecodePayload recovers from), must reject exactly
+// what checkPayload rejects with ErrMalformed, must allocate no more than
+// a bounded multiple of the input, and a value it returns must encode and
+// decode again to the same value.
+func FuzzDecodePayload(f *testing.F) {
+	payloadSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > fuzzMaxPayload {
+			return
+		}
+		var v any
+		var err error
+		allocated := heapAllocated(func() { err = DecodePayload(data, &v) })
+		require.LessOrEqual(t, allocated, maxDecodeAlloc(len(data)), "bytes allocated decoding %d bytes", len(data))
+		if err != nil {
+			require.NotContains(t, err.Error(), "decoder panicked")
+			if len(data) > 0 && checkPayload(data) != nil {
+				require.ErrorIs(t, err, ErrMalformed)
+			} else {
+				require.NotErrorIs(t, err, ErrMalformed, "checkPayload accepted it")
+			}
+			return
+		}
+		if len(data) > 0 { // an empty payload stands for nil
+			require.NoError(t, checkPayload(data))
+		}
+
+		b1 := encodeSorted(t, v)
+		require.NoError(t, checkPayload(b1), "re-encoded %x", b1)
+		var v2 any
+		require.NoError(t, DecodePayload(b1, &v2), "re-encoded %x", b1)
+		require.Equal(t, b1, encodeSorted(t, v2), "decoding %x again", b1)
+	})
+}
+
+// maxDecodeAlloc bounds what decoding n bytes into an any may allocate:
+// a fixed allowance, plus a generous factor for the worst case, a map per
+// two input bytes. The point is to catch allocations sized by what a
+// length field claims rather than by the bytes present.
+func maxDecodeAlloc(n int) uint64 {
+	return 1<<20 + 1024*uint64(n)
+}
+
+// heapAllocated reports roughly how many bytes the heap grew by while fn
+// ran. It is cheaper than runtime.ReadMemStats, which stops the world.
+func heapAllocated(fn func()) uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	before := sample[0].Value.Uint64()
+	fn()
+	metrics.Read(sample)
+	return sample[0].Value.Uint64() - before
+}
+
+// encodeSorted encodes v with map keys in order, so that equal values give
+// equal bytes.
+func encodeSorted(t testing.TB, v any) []byte {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	require.NoError(t, enc.Encode(v))
+	return buf.Bytes()
+}
+
+// FuzzPayloadCheck compares checkPayload, which walks the payload without
+// recursion, with refCheck, a plain recursive reading of the rules in
+// PROTOCOL.md. They must agree on every input.
+func FuzzPayloadCheck(f *testing.F) {
+	payloadSeeds(f)
+	f.Add(nested(MaxPayloadDepth, 0x80))
+	f.Add(nested(MaxPayloadDepth-1, 0x81, 0x90, 0x01))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > fuzzMaxPayload {
+			return
+		}
+		err := checkPayload(data)
+		if err != nil {
+			require.ErrorIs(t, err, ErrMalformed)
+		}
+		require.Equal(t, refCheck(data), err == nil, "checkPayload: %v", err)
+	})
+}
+
+func TestCheckPayloadMatchesReference(t *testing.T) {
+	for _, c := range malformedPayloads {
+		require.False(t, refCheck(c.in), c.name)
+	}
+	for _, c := range wellFormedPayloads {
+		require.True(t, refCheck(c.in), c.name)
+	}
+	require.True(t, refCheck(nested(254, 0x81, 0xa1, 'k', 0x90)))
+	require.False(t, refCheck(nested(255, 0x81, 0xa1, 'k', 0x90)))
+	require.True(t, refCheck([]byte{0x92, 0x01, 0x02}))
+}
+
+// refCheck reports whether b is exactly one msgpack value that follows
+// PROTOCOL.md's payload rules: every length within the bytes that follow,
+// arrays and maps nested at most MaxPayloadDepth deep, no array or map as
+// a map key, no reserved type byte 0xc1.
+func refCheck(b []byte) bool {
+	end, ok := refValue(b, 0, 0, false)
+	return ok && end == len(b)
+}
+
+// refValue checks the value at b[i:], which sits inside depth containers,
+// and returns where it ends.
+func refValue(b []byte, i, depth int, isKey bool) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	c := b[i]
+	i++
+	// span skips n bytes of data.
+	span := func(n uint64) (int, bool) {
+		if n > uint64(len(b)-i) {
+			return 0, false
+		}
+		return i + int(n), true
+	}
+	// length reads an n-byte big-endian length.
+	length := func(n int) (uint64, bool) {
+		if n > len(b)-i {
+			return 0, false
+		}
+		var v uint64
+		for _, x := range b[i : i+n] {
+			v = v<<8 | uint64(x)
+		}
+		i += n
+		return v, true
+	}
+	var items uint64
+	isMap := false
+	switch {
+	case c <= 0x7f || c >= 0xe0:
+		return i, true
+	case c <= 0x8f:
+		items, isMap = uint64(c&0x0f), true
+	case c <= 0x9f:
+		items = uint64(c & 0x0f)
+	case c <= 0xbf:
+		return span(uint64(c & 0x1f))
+	case c == 0xc0 || c == 0xc2 || c == 0xc3:
+		return i, true
+	case c == 0xc1:
+		return 0, false
+	case c == 0xc4 || c == 0xc5 || c == 0xc6: // bin 8, 16, 32
+		n, ok := length(1 << (c - 0xc4))
+		if !ok {
+			return 0, false
+		}
+		return span(n)
+	case c == 0xd9 || c == 0xda || c == 0xdb: // str 8, 16, 32
+		n, ok := length(1 << (c - 0xd9))
+		if !ok {
+			return 0, false
+		}
+		return span(n)
+	case c == 0xc7 || c == 0xc8 || c == 0xc9: // ext 8, 16, 32
+		n, ok := length(1 << (c - 0xc7))
+		if !ok {
+			return 0, false
+		}
+		return span(n + 1)
+	case c == 0xca:
+		return span(4)
+	case c == 0xcb:
+		return span(8)
+	case c >= 0xcc && c <= 0xcf: // uint 8, 16, 32, 64
+		return span(1 << (c - 0xcc))
+	case c >= 0xd0 && c <= 0xd3: // int 8, 16, 32, 64
+		return span(1 << (c - 0xd0))
+	case c >= 0xd4 && c <= 0xd8: // fixext 1, 2, 4, 8, 16
+		return span(1 + 1<<(c-0xd4))
+	case c == 0xdc || c == 0xdd: // array 16, 32
+		n, ok := length(2 << (c - 0xdc))
+		if !ok {
+			return 0, false
+		}
+		items = n
+	case c == 0xde || c == 0xdf: // map 16, 32
+		n, ok := length(2 << (c - 0xde))
+		if !ok {
+			return 0, false
+		}
+		items, isMap = n, true
+	}
+	// An array or map.
+	if isKey || depth == MaxPayloadDepth {
+		return 0, false
+	}
+	if isMap {
+		items *= 2
+	}
+	for k := uint64(0); k < items; k++ {
+		var ok bool
+		if i, ok = refValue(b, i, depth+1, isMap && k%2 == 0); !ok {
+			return 0, false
+		}
+	}
+	return i, true
+}
