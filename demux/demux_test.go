@@ -20,44 +20,9 @@ import (
 	"github.com/muxrpc/muxrpc/mux"
 )
 
-// rawPeer speaks the wire format by hand from one end of a stream.
-type rawPeer struct {
-	t   *testing.T
-	rwc io.ReadWriteCloser
-	w   frame.Writer
-	r   frame.Reader
-}
-
-func newRawPeer(t *testing.T, rwc io.ReadWriteCloser) *rawPeer {
-	return &rawPeer{t: t, rwc: rwc, w: frame.Native.NewWriter(rwc), r: frame.Native.NewReader(rwc, 0)}
-}
-
-func (p *rawPeer) preface() {
-	require.NoError(p.t, p.w.WritePreface())
-	require.NoError(p.t, p.w.Flush())
-}
-
-func (p *rawPeer) send(f frame.Frame) {
-	require.NoError(p.t, p.w.WriteFrame(&f))
-	require.NoError(p.t, p.w.Flush())
-}
-
-// hangUp reads the server's preface, then closes: closing a TCP socket
-// with unread data would reset the connection instead.
-func (p *rawPeer) hangUp() {
-	_, err := io.ReadFull(p.rwc, make([]byte, len(frame.Preface)))
-	require.NoError(p.t, err)
-	require.NoError(p.t, p.rwc.Close())
-}
-
-func (p *rawPeer) write(b []byte) {
-	_, err := p.rwc.Write(b)
-	require.NoError(p.t, err)
-}
-
 // serve starts a DeMux over the other end of a fresh stream and returns a
 // raw client for this end and Serve's result.
-func serve(t *testing.T, kind transport.Kind, h demux.Handler, opts ...demux.Option) (*rawPeer, *demux.DeMux, <-chan error) {
+func serve(t *testing.T, kind transport.Kind, h demux.Handler, opts ...demux.Option) (*rpctest.Raw, *demux.DeMux, <-chan error) {
 	c, s, err := transport.Pair(kind)
 	require.NoError(t, err)
 	d := demux.New(s, h, opts...)
@@ -67,15 +32,7 @@ func serve(t *testing.T, kind transport.Kind, h demux.Handler, opts ...demux.Opt
 		c.Close()
 		d.Close()
 	})
-	return newRawPeer(t, c), d, done
-}
-
-func request(xid uint64, method string, args any) frame.Frame {
-	f := frame.Frame{Type: frame.TypeRequest, XID: xid, Method: method}
-	if err := f.EncodePayload(args); err != nil {
-		panic(err)
-	}
-	return f
+	return rpctest.NewRaw(t, c), d, done
 }
 
 func echo() *demux.Router {
@@ -101,9 +58,9 @@ func TestServeRejectsPeersThatAreNotMuxrpc(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 				peer, _, done := serve(t, kind, echo())
-				peer.write(c.bytes)
+				peer.Write(c.bytes)
 				if c.name == "short" {
-					peer.hangUp()
+					peer.HangUp()
 				}
 				err := <-done
 				require.ErrorIs(t, err, c.is)
@@ -116,7 +73,7 @@ func TestServeRejectsPeersThatAreNotMuxrpc(t *testing.T) {
 func TestServeSendsItsPreface(t *testing.T) {
 	peer, d, done := serve(t, transport.Pipe, echo())
 	got := make([]byte, len(frame.Preface))
-	_, err := io.ReadFull(peer.rwc, got)
+	_, err := io.ReadFull(peer.RWC, got)
 	require.NoError(t, err)
 	assert.Equal(t, frame.Preface[:], got)
 	require.NoError(t, d.Close())
@@ -127,26 +84,26 @@ func TestProtocolViolationsEndTheStream(t *testing.T) {
 	huge := binary.BigEndian.AppendUint32(nil, 0x7fffffff)
 	cases := []struct {
 		name string
-		send func(p *rawPeer)
+		send func(p *rpctest.Raw)
 		is   error
 	}{
-		{"length over the limit", func(p *rawPeer) { p.write(huge) }, frame.ErrTooLarge},
-		{"unknown type", func(p *rawPeer) {
-			p.write([]byte{0, 0, 0, 10, 99, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+		{"length over the limit", func(p *rpctest.Raw) { p.Write(huge) }, frame.ErrTooLarge},
+		{"unknown type", func(p *rpctest.Raw) {
+			p.Write([]byte{0, 0, 0, 10, 99, 0, 0, 0, 0, 0, 0, 0, 0, 1})
 		}, frame.ErrMalformed},
-		{"response to a server", func(p *rawPeer) {
-			p.send(frame.Frame{Type: frame.TypeResponse, XID: 1, Payload: []byte{0xc0}})
+		{"response to a server", func(p *rpctest.Raw) {
+			p.Send(frame.Frame{Type: frame.TypeResponse, XID: 1, Payload: []byte{0xc0}})
 		}, frame.ErrMalformed},
-		{"eof inside a frame", func(p *rawPeer) {
-			p.write([]byte{0, 0, 0, 40, byte(frame.TypeRequest), 0, 0, 0})
-			p.hangUp()
+		{"eof inside a frame", func(p *rpctest.Raw) {
+			p.Write([]byte{0, 0, 0, 40, byte(frame.TypeRequest), 0, 0, 0})
+			p.HangUp()
 		}, io.ErrUnexpectedEOF},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 				peer, _, done := serve(t, kind, echo())
-				peer.preface()
+				peer.Preface()
 				c.send(peer)
 				require.ErrorIs(t, <-done, c.is)
 			})
@@ -157,10 +114,10 @@ func TestProtocolViolationsEndTheStream(t *testing.T) {
 func TestDuplicateXIDIsAViolation(t *testing.T) {
 	b := rpctest.NewBlocker(2)
 	peer, _, done := serve(t, transport.Pipe, b)
-	peer.preface()
-	peer.send(request(5, "park", nil))
+	peer.Preface()
+	peer.Send(rpctest.Request(5, "park", nil))
 	<-b.Started
-	peer.send(request(5, "park", nil))
+	peer.Send(rpctest.Request(5, "park", nil))
 	err := <-done
 	require.ErrorIs(t, err, frame.ErrMalformed)
 	assert.Contains(t, err.Error(), "xid 5")
@@ -168,13 +125,13 @@ func TestDuplicateXIDIsAViolation(t *testing.T) {
 
 func TestRawRequestGetsItsReply(t *testing.T) {
 	peer, _, _ := serve(t, transport.Pipe, echo())
-	peer.preface()
-	require.NoError(t, peer.r.ReadPreface())
-	peer.send(request(42, "echo", "hi"))
-	peer.send(request(43, "echo", 12)) // bad args
+	peer.Preface()
+	require.NoError(t, peer.R.ReadPreface())
+	peer.Send(rpctest.Request(42, "echo", "hi"))
+	peer.Send(rpctest.Request(43, "echo", 12)) // bad args
 	var f frame.Frame
 	for range 2 {
-		require.NoError(t, peer.r.ReadFrame(&f))
+		require.NoError(t, peer.R.ReadFrame(&f))
 		switch f.XID {
 		case 42:
 			require.Equal(t, frame.TypeResponse, f.Type)

@@ -94,7 +94,8 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 	return err
 }
 
-// Go starts a call like Call and returns at once. The returned Call's Done
+// Go starts a call like Call and returns once the request is queued for
+// the stream, which is at once unless the send queue is full. The returned Call's Done
 // channel is closed when the call finishes; then Err reports how it ended,
 // and reply holds the result if Err is nil. Canceling ctx finishes the call
 // with ctx's error at once and tells the server to cancel it.
@@ -145,18 +146,13 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		c.xid = m.lastXID
 		f.XID = c.xid
 		m.pending[c.xid] = c
-		if c.async && ctx.Done() != nil {
-			c.stop = context.AfterFunc(ctx, func() {
-				if m.abandon(ctx, c) {
-					c.err = fmt.Errorf("mux: call %q: %w", method, ctx.Err())
-					close(c.done)
-				}
-			})
-		}
 	}
 	m.mu.Unlock()
 	err := m.conn.Send(ctx, f)
 	if err == nil {
+		if c.async && ctx.Done() != nil {
+			m.watch(ctx, c, method)
+		}
 		return nil
 	}
 	if errors.Is(err, frame.ErrTooLarge) || errors.Is(err, ctx.Err()) {
@@ -169,10 +165,25 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		// own error; the caller waits on done as if the send had worked.
 		return nil
 	}
-	if c.stop != nil {
-		c.stop()
-	}
 	return err
+}
+
+// watch arranges for an asynchronous call to be abandoned when ctx ends.
+// It runs after the request is queued, so that a CANCEL never overtakes
+// its REQUEST. c.stop is set under the lock that finishing takes first, so
+// whoever finishes c sees it.
+func (m *Mux) watch(ctx context.Context, c *Call, method string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending[c.xid] != c {
+		return // already finished
+	}
+	c.stop = context.AfterFunc(ctx, func() {
+		if m.abandon(ctx, c) {
+			c.err = fmt.Errorf("mux: call %q: %w", method, ctx.Err())
+			close(c.done)
+		}
+	})
 }
 
 // unregister removes c from the pending table, reporting whether it was

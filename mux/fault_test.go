@@ -1,0 +1,204 @@
+package mux_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
+	"github.com/muxrpc/muxrpc/internal/transport"
+	"github.com/muxrpc/muxrpc/mux"
+)
+
+// fakeServer connects a Mux to a hand-driven server end.
+func fakeServer(t *testing.T, kind transport.Kind) (*mux.Mux, *rpctest.Raw) {
+	c, s, err := transport.Pair(kind)
+	require.NoError(t, err)
+	m := mux.New(c)
+	t.Cleanup(func() {
+		m.Close()
+		s.Close()
+	})
+	return m, rpctest.NewRaw(t, s)
+}
+
+func TestFaultsFromTheServer(t *testing.T) {
+	cases := []struct {
+		name  string
+		serve func(p *rpctest.Raw, req frame.Frame)
+		is    error
+	}{
+		{"eof inside a reply", func(p *rpctest.Raw, req frame.Frame) {
+			p.Write([]byte{0, 0, 0, 30, byte(frame.TypeResponse), 0, 0, 0, 0})
+			p.RWC.Close()
+		}, io.ErrUnexpectedEOF},
+		{"request sent to the client", func(p *rpctest.Raw, req frame.Frame) {
+			p.Send(rpctest.Request(1, "x", nil))
+		}, frame.ErrMalformed},
+		{"reply over the limit", func(p *rpctest.Raw, req frame.Frame) {
+			p.Write([]byte{0x7f, 0xff, 0xff, 0xff})
+		}, frame.ErrTooLarge},
+		{"garbage type", func(p *rpctest.Raw, req frame.Frame) {
+			p.Write([]byte{0, 0, 0, 10, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+		}, frame.ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+				m, srv := fakeServer(t, kind)
+				errs := make(chan error, 3)
+				for range 3 {
+					go func() { errs <- m.Call(context.Background(), "x", 1, nil) }()
+				}
+				srv.Preface()
+				require.NoError(t, srv.R.ReadPreface())
+				var req frame.Frame
+				for range 3 {
+					req = srv.Read()
+				}
+				c.serve(srv, req)
+				for range 3 {
+					err := <-errs
+					assert.ErrorIs(t, err, mux.ErrClosed)
+					assert.ErrorIs(t, err, c.is)
+				}
+			})
+		})
+	}
+}
+
+func TestWrongPeerFailsCalls(t *testing.T) {
+	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+		m, srv := fakeServer(t, kind)
+		srv.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+		err := m.Call(context.Background(), "x", nil, nil)
+		assert.ErrorIs(t, err, mux.ErrClosed)
+		assert.ErrorIs(t, err, frame.ErrBadPreface)
+		assert.Contains(t, err.Error(), "looks like HTTP")
+	})
+}
+
+func TestLateAndUnknownRepliesAreDropped(t *testing.T) {
+	m, srv := fakeServer(t, transport.Pipe)
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+	result := make(chan error, 1)
+	var got string
+	go func() { result <- m.Call(context.Background(), "x", nil, &got) }()
+	req := srv.Read()
+	srv.Send(rpctest.Response(req.XID+100, "not yours"))
+	srv.Send(rpctest.Response(req.XID, "yours"))
+	require.NoError(t, <-result)
+	assert.Equal(t, "yours", got)
+}
+
+func TestCancelSendsCancelFrame(t *testing.T) {
+	m, srv := fakeServer(t, transport.Pipe)
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan error, 1)
+	go func() { result <- m.Call(ctx, "x", nil, nil) }()
+	req := srv.Read()
+	cancel()
+	assert.ErrorIs(t, <-result, context.Canceled)
+	f := srv.Read()
+	assert.Equal(t, frame.TypeCancel, f.Type)
+	assert.Equal(t, req.XID, f.XID)
+	srv.Send(rpctest.Response(req.XID, "late")) // dropped
+	go func() { result <- m.Call(context.Background(), "y", nil, nil) }()
+	next := srv.Read()
+	assert.Greater(t, next.XID, req.XID, "xids are not reused")
+	srv.Send(rpctest.Response(next.XID, nil))
+	require.NoError(t, <-result)
+}
+
+// failingWriter fails every write after the first n bytes.
+type failingWriter struct {
+	io.ReadWriteCloser
+	n int
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		n, _ := w.ReadWriteCloser.Write(p[:w.n])
+		w.n = 0
+		return n, errInjected
+	}
+	w.n -= len(p)
+	return w.ReadWriteCloser.Write(p)
+}
+
+func TestWriteErrorFailsCalls(t *testing.T) {
+	c, s, err := transport.Pair(transport.Pipe)
+	require.NoError(t, err)
+	defer s.Close()
+	m := mux.New(&failingWriter{ReadWriteCloser: c, n: len(frame.Preface) + 5})
+	defer m.Close()
+	err = m.Call(context.Background(), "x", nil, nil)
+	assert.ErrorIs(t, err, mux.ErrClosed)
+	assert.ErrorIs(t, err, errInjected)
+}
+
+func TestShortReadsAreFine(t *testing.T) {
+	c, s, err := transport.Pair(transport.Pipe)
+	require.NoError(t, err)
+	oneByte := struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{iotest.OneByteReader(c), c, c}
+	m := mux.New(oneByte)
+	defer m.Close()
+	srv := rpctest.NewRaw(t, s)
+	defer s.Close()
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+	result := make(chan error, 1)
+	var got string
+	go func() { result <- m.Call(context.Background(), "x", nil, &got) }()
+	req := srv.Read()
+	srv.Send(rpctest.Response(req.XID, "one byte at a time"))
+	require.NoError(t, <-result)
+	assert.Equal(t, "one byte at a time", got)
+}
+
+func TestBlockedWriterDoesNotWedgeCallersOrClose(t *testing.T) {
+	c, s := net.Pipe() // synchronous: writes block until the other end reads
+	defer s.Close()
+	m := mux.New(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := m.Call(ctx, "x", nil, nil)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, m.Close(), "Close unblocks the writer and returns")
+	assert.ErrorIs(t, m.Call(context.Background(), "x", nil, nil), mux.ErrClosed)
+}
+
+func TestFullSendQueueHonoursContext(t *testing.T) {
+	c, s := net.Pipe() // nobody reads s: the writer blocks and the queue fills
+	defer s.Close()
+	m := mux.New(c)
+	defer m.Close()
+	big := make([]byte, 1<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	const calls = 8 // 8 MiB: twice what the send queue holds
+	errs := make(chan error, calls)
+	for range calls {
+		go func() { errs <- m.Call(ctx, "x", big, nil) }()
+	}
+	cancel() // ends calls parked on the full queue and those already queued
+	for range calls {
+		assert.ErrorIs(t, <-errs, context.Canceled)
+	}
+}
