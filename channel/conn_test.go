@@ -1,0 +1,191 @@
+package channel_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
+)
+
+// countingRWC counts the Write calls that reach the stream.
+type countingRWC struct {
+	io.ReadWriteCloser
+	writes atomic.Int64
+}
+
+func (c *countingRWC) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.ReadWriteCloser.Write(p)
+}
+
+func cancelFrame(xid uint64) *frame.Frame {
+	return &frame.Frame{Type: frame.TypeCancel, XID: xid}
+}
+
+// serve runs c.Serve with a handler that drops every frame, and returns
+// Serve's result.
+func serve(c *channel.Conn) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Serve(func(f *frame.Frame) error {
+			f.Release()
+			return nil
+		})
+	}()
+	return done
+}
+
+func TestQueuedFramesLeaveInFewWrites(t *testing.T) {
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	rwc := &countingRWC{ReadWriteCloser: a}
+	c := channel.New(rwc, channel.Config{})
+	const n = 1000 // 14 bytes each: all fit in one buffer
+	for i := range n {
+		require.NoError(t, c.Send(context.Background(), cancelFrame(uint64(i+1))))
+	}
+	done := serve(c)
+	peer := rpctest.NewRaw(t, b)
+	require.NoError(t, peer.R.ReadPreface())
+	for i := range n {
+		f := peer.Read()
+		require.Equal(t, uint64(i+1), f.XID, "frames keep their order")
+	}
+	assert.LessOrEqual(t, rwc.writes.Load(), int64(2), "the preface, then one write for all the frames")
+	require.NoError(t, c.Drain(context.Background()))
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-done, channel.ErrClosed)
+	b.Close()
+}
+
+func TestDrainWaitsForTheWrite(t *testing.T) {
+	a, b := net.Pipe() // synchronous: a write completes only once read
+	c := channel.New(a, channel.Config{})
+	done := serve(c)
+	peer := rpctest.NewRaw(t, b)
+	drained := make(chan error, 1)
+	require.NoError(t, c.Send(context.Background(), cancelFrame(7)))
+	go func() { drained <- c.Drain(context.Background()) }()
+	require.NoError(t, peer.R.ReadPreface())
+	assert.Equal(t, uint64(7), peer.Read().XID)
+	require.NoError(t, <-drained)
+	require.NoError(t, c.Close())
+	<-done
+	b.Close()
+}
+
+func TestFullQueueBlocksSendUntilContextEnds(t *testing.T) {
+	a, b := net.Pipe() // nobody reads b, so the writer blocks for good
+	defer b.Close()
+	c := channel.New(a, channel.Config{QueueBytes: 1024})
+	done := serve(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Send waits only when the queue is full; then it gives up at once
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		err = c.Send(ctx, cancelFrame(uint64(i+1)))
+	}
+	require.ErrorIs(t, err, context.Canceled)
+
+	blocked := make(chan error, 1)
+	go func() { blocked <- c.Send(context.Background(), cancelFrame(1)) }()
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-blocked, channel.ErrClosed, "Close frees a blocked Send")
+	require.ErrorIs(t, <-done, channel.ErrClosed)
+}
+
+func TestOversizedSendLeavesTheConnAlive(t *testing.T) {
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	defer b.Close()
+	c := channel.New(a, channel.Config{MaxFrameSize: 64})
+	defer c.Close()
+	f := &frame.Frame{Type: frame.TypeResponse, XID: 1}
+	require.NoError(t, f.EncodePayload(make([]byte, 100)))
+	require.ErrorIs(t, c.Send(context.Background(), f), frame.ErrTooLarge)
+	assert.Nil(t, f.Payload, "the payload was released")
+	require.NoError(t, c.Err())
+	require.NoError(t, c.Send(context.Background(), cancelFrame(1)))
+}
+
+func TestServeEdges(t *testing.T) {
+	t.Run("close before serve", func(t *testing.T) {
+		a, b, err := channel.Pipe()
+		require.NoError(t, err)
+		defer b.Close()
+		c := channel.New(a, channel.Config{})
+		require.NoError(t, c.Close())
+		require.ErrorIs(t, <-serve(c), channel.ErrClosed)
+		require.ErrorIs(t, c.Send(context.Background(), cancelFrame(1)), channel.ErrClosed)
+		<-c.Done()
+	})
+	t.Run("serve twice", func(t *testing.T) {
+		a, b, err := channel.Pipe()
+		require.NoError(t, err)
+		defer b.Close()
+		c := channel.New(a, channel.Config{})
+		done := serve(c)
+		peer := rpctest.NewRaw(t, b)
+		require.NoError(t, peer.R.ReadPreface()) // Serve has started
+		require.Error(t, c.Serve(nil))
+		require.NoError(t, c.Close())
+		<-done
+	})
+	t.Run("peer hangs up before its preface", func(t *testing.T) {
+		a, b, err := channel.Pipe()
+		require.NoError(t, err)
+		c := channel.New(a, channel.Config{})
+		done := serve(c)
+		require.NoError(t, b.Close())
+		require.ErrorIs(t, <-done, io.ErrUnexpectedEOF)
+		c.Close()
+	})
+	t.Run("handler error ends the stream", func(t *testing.T) {
+		a, b, err := channel.Pipe()
+		require.NoError(t, err)
+		defer b.Close()
+		c := channel.New(a, channel.Config{})
+		boom := errors.New("boom")
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Serve(func(f *frame.Frame) error {
+				f.Release()
+				return boom
+			})
+		}()
+		peer := rpctest.NewRaw(t, b)
+		peer.Preface()
+		peer.Send(*cancelFrame(3))
+		require.ErrorIs(t, <-done, boom)
+		<-c.Done()
+		require.ErrorIs(t, c.Err(), boom)
+		c.Close()
+	})
+}
+
+func TestPipeEndsSeeEOF(t *testing.T) {
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	_, err = a.Write([]byte("ping"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(b, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(buf))
+	require.NoError(t, a.Close())
+	require.NoError(t, a.Close(), "closing twice is fine")
+	_, err = b.Read(buf)
+	assert.ErrorIs(t, err, io.EOF)
+	_, err = b.Write([]byte("x"))
+	assert.Error(t, err, "the reader end is gone")
+	require.NoError(t, b.Close())
+}
