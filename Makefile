@@ -1,0 +1,40 @@
+# muxrpc: the two commands a new user needs are `make demo` and `make test`.
+
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 15s
+BENCHTIME   ?= 2s
+BENCHCOUNT  ?= 3
+
+.PHONY: demo test vet fmt-check bench fuzz lint
+
+## demo: run the stress demo (700 callers over an in-process OS pipe)
+demo:
+	$(GO) run ./cmd/muxdemo
+
+## test: vet, gofmt check, every test under the race detector, every benchmark once
+test: vet fmt-check
+	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 10m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## bench: the in-tree benchmarks, muxrpc against net/rpc on the same transports
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) ./internal/rpcbench/
+
+## fuzz: a short run of every fuzz target (FUZZTIME each)
+fuzz:
+	@for target in $$($(GO) test -list '^Fuzz' ./frame/ | grep '^Fuzz'); do \
+		echo "fuzzing $$target for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) ./frame/ || exit 1; \
+	done
+
+## lint: staticcheck
+lint: vet
+	$(GO) run $(STATICCHECK) ./...

@@ -1,0 +1,184 @@
+// Command muxdemo is muxrpc's stress demo: many goroutines call one server
+// at once over a single byte stream, and every reply must come back to the
+// goroutine that asked for it.
+//
+// It starts a demux.DeMux and a mux.Mux connected by the chosen transport,
+// then launches the callers. Each caller makes its calls in sequence, to
+// the methods "slow", "medium" and "fast" in turn, whose handlers sleep
+// 30, 20 and 10 ms, and then one call to "fail", whose handler returns an
+// error naming the caller. The arguments carry the caller's id, a sequence
+// number and a random payload; a handler echoes them with its method name,
+// and the caller checks the echo byte for byte. A reply that belongs to
+// someone else, or to another call, is a mismatch.
+//
+// While it runs, a progress line on stderr shows the calls done, the errors,
+// the calls in flight and the rate. At the end a summary on stdout gives
+// the counts, the latency percentiles, the server's peak of concurrently
+// running handlers and the number of goroutines before the start and after
+// both sides are closed, followed by the checks:
+//
+//   - no mismatched reply;
+//   - no unexpected error, and every "fail" call failed with exactly the
+//     *frame.RemoteError it should (code Application, the caller's message);
+//   - every caller that ran to the end got its expected error;
+//   - with a worker pool, no more handlers ran at once than there are workers;
+//   - the server shut down cleanly, and no goroutine outlived the run.
+//
+// Usage:
+//
+//	muxdemo [flags]
+//
+// The flags are:
+//
+//	-callers n     caller goroutines (default 700)
+//	-calls n       successful calls per caller before its failing one
+//	               (default 3: slow, medium, fast)
+//	-workers n     the DeMux's worker pool; 0 runs a goroutine per request
+//	               (default 100)
+//	-transport t   pipe (two OS pipes), tcp (loopback), unix (a unix socket)
+//	               or mem (net.Pipe) (default pipe)
+//	-payload n     bytes of random payload in each call (default 16)
+//	-duration d    0 makes each caller run its calls once; a positive
+//	               duration makes each caller repeat them, failing call
+//	               included, until it has passed (default 0)
+//	-delay f       scales the handlers' 30/20/10 ms sleeps; 0 means no sleep
+//	               (default 1)
+//	-quiet         no progress line (it is drawn only when stderr is a
+//	               terminal anyway)
+//
+// The exit status is 0 when every check passed, 1 when one failed (the
+// failed checks are named on stdout and stderr) or the flags are wrong, and
+// 130 when the run was interrupted with Ctrl-C but no check failed. An
+// interrupted run cancels the calls in flight, shuts the server down and
+// still prints the summary.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is what the flags set.
+type config struct {
+	Callers   int           // caller goroutines
+	Calls     int           // successful calls per caller per round
+	Workers   int           // DeMux worker pool; 0 = a goroutine per request
+	Transport string        // pipe, tcp, unix or mem
+	Payload   int           // random bytes per call
+	Duration  time.Duration // 0 = one round per caller; > 0 = rounds until it passes
+	Delay     float64       // scale of the handlers' sleeps
+	Progress  bool          // draw the progress line on stderr
+	Interval  time.Duration // how often the progress line is redrawn; 0 = 250ms
+}
+
+// defaultConfig is the configuration of a run without flags.
+func defaultConfig() config {
+	return config{
+		Callers:   700,
+		Calls:     3,
+		Workers:   100,
+		Transport: "pipe",
+		Payload:   16,
+		Delay:     1,
+	}
+}
+
+// errInterrupted is what run returns when its context ended before the
+// callers finished and no check failed.
+var errInterrupted = errors.New("interrupted")
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(1) // parseFlags has printed the error and the usage
+	}
+	cfg.Progress = cfg.Progress && isTerminal(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal a second one kills the process as usual.
+	context.AfterFunc(ctx, stop)
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, errInterrupted):
+		fmt.Fprintln(os.Stderr, "muxdemo: interrupted")
+		os.Exit(130)
+	case err != nil:
+		for _, line := range strings.Split(err.Error(), "\n") { // one per failed check
+			fmt.Fprintf(os.Stderr, "muxdemo: FAIL: %s\n", line)
+		}
+		os.Exit(1)
+	}
+}
+
+// parseFlags reads the command line into a config, writing errors and the
+// usage to stderr. It sets Progress unless -quiet is given; the caller
+// clears it when stderr is not a terminal.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("muxdemo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.Callers, "callers", cfg.Callers, "caller goroutines")
+	fs.IntVar(&cfg.Calls, "calls", cfg.Calls, "successful calls per caller (slow, medium, fast in turn) before its failing call")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "server worker pool size; 0 runs a goroutine per request")
+	fs.StringVar(&cfg.Transport, "transport", cfg.Transport, "pipe, tcp, unix or mem")
+	fs.IntVar(&cfg.Payload, "payload", cfg.Payload, "bytes of random payload per call")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "0: each caller runs its calls once; >0: callers repeat them until this has passed")
+	fs.Float64Var(&cfg.Delay, "delay", cfg.Delay, "scale of the handlers' 30/20/10 ms sleeps; 0 means no sleep")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected arguments: %q", fs.Args())
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return config{}, err
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return config{}, err
+	}
+	cfg.Progress = !*quiet
+	return cfg, nil
+}
+
+// validate rejects configurations the demo cannot run.
+func (c config) validate() error {
+	switch {
+	case c.Callers < 1:
+		return fmt.Errorf("-callers must be at least 1, not %d", c.Callers)
+	case c.Calls < 0:
+		return fmt.Errorf("-calls must not be negative, not %d", c.Calls)
+	case c.Workers < 0:
+		return fmt.Errorf("-workers must not be negative, not %d", c.Workers)
+	case c.Payload < 0:
+		return fmt.Errorf("-payload must not be negative, not %d", c.Payload)
+	case c.Duration < 0:
+		return fmt.Errorf("-duration must not be negative, not %v", c.Duration)
+	case c.Delay < 0:
+		return fmt.Errorf("-delay must not be negative, not %v", c.Delay)
+	}
+	switch c.Transport {
+	case "pipe", "tcp", "unix", "mem":
+		return nil
+	}
+	return fmt.Errorf("-transport must be pipe, tcp, unix or mem, not %q", c.Transport)
+}
+
+// isTerminal reports whether f is a character device, as a terminal is.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

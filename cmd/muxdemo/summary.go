@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// summary is the outcome of a run.
+type summary struct {
+	cfg         config
+	interrupted bool // the run's context ended before the callers finished
+
+	ok, mismatches, expected, missing, unexpected, canceled int64
+	callersShort                                            int64
+
+	wall          time.Duration // from the first call to the last reply
+	p50, p99, max time.Duration // latency of the calls that completed
+	peak          int64         // most handlers running at once on the server
+
+	shutdownErr                       error
+	goroutinesBefore, goroutinesAfter int
+	notes                             []string // the first few failures
+}
+
+// completed returns the number of calls that completed, whatever their
+// outcome.
+func (s *summary) completed() int64 {
+	return s.ok + s.mismatches + s.expected + s.missing + s.unexpected
+}
+
+// check is one pass/fail line of the summary.
+type check struct {
+	name   string
+	passed bool
+	detail string // shown when the check failed
+}
+
+// checks returns the checks that apply to the run.
+func (s *summary) checks() []check {
+	cs := []check{
+		{"every reply echoed its own call", s.mismatches == 0,
+			fmt.Sprintf("%d mismatched replies", s.mismatches)},
+		{"no unexpected error", s.unexpected == 0,
+			fmt.Sprintf("%d unexpected errors", s.unexpected)},
+		{"every failing call failed as expected", s.missing == 0 && s.callersShort == 0,
+			fmt.Sprintf("%d failing calls succeeded, %d callers finished without their expected error", s.missing, s.callersShort)},
+	}
+	if want := int64(s.cfg.Callers) * int64(s.cfg.Calls+1); s.cfg.Duration == 0 && !s.interrupted {
+		cs = append(cs, check{"every call completed", s.completed() == want,
+			fmt.Sprintf("%d calls completed, want %d", s.completed(), want)})
+	}
+	if s.cfg.Workers > 0 {
+		cs = append(cs, check{"peak in flight <= workers", s.peak <= int64(s.cfg.Workers),
+			fmt.Sprintf("%d handlers ran at once with %d workers", s.peak, s.cfg.Workers)})
+	}
+	shutdown := "ok"
+	if s.shutdownErr != nil {
+		shutdown = s.shutdownErr.Error()
+	}
+	cs = append(cs,
+		check{"clean shutdown", s.shutdownErr == nil, shutdown},
+		// Fewer goroutines after than before is no leak: one outside the
+		// run may have ended meanwhile, such as main's signal watcher.
+		check{"no goroutine leak", s.goroutinesAfter <= s.goroutinesBefore,
+			fmt.Sprintf("%d goroutines before, %d after", s.goroutinesBefore, s.goroutinesAfter)},
+	)
+	return cs
+}
+
+// verdict returns an error naming the failed checks, errInterrupted if
+// none failed but the run was interrupted, or nil.
+func (s *summary) verdict() error {
+	var errs []error
+	for _, c := range s.checks() {
+		if !c.passed {
+			errs = append(errs, fmt.Errorf("%s: %s", c.name, c.detail))
+		}
+	}
+	if len(errs) == 0 && s.interrupted {
+		return errInterrupted
+	}
+	return errors.Join(errs...)
+}
+
+// print writes the summary table and the checks to w.
+func (s *summary) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name string, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	mode := "one round per caller"
+	if s.cfg.Duration > 0 {
+		mode = "rounds for " + s.cfg.Duration.String()
+	}
+	workers := fmt.Sprint(s.cfg.Workers)
+	if s.cfg.Workers == 0 {
+		workers = "0 (a goroutine per request)"
+	}
+	peak := fmt.Sprint(s.peak)
+	if s.cfg.Workers > 0 {
+		peak += fmt.Sprintf(" (limit %d)", s.cfg.Workers)
+	}
+	rate := 0.0
+	if secs := s.wall.Seconds(); secs > 0 {
+		rate = float64(s.completed()) / secs
+	}
+
+	row("transport", "%s", s.cfg.Transport)
+	row("workers", "%s", workers)
+	row("callers", "%d", s.cfg.Callers)
+	row("calls per round", "%d + 1 failing", s.cfg.Calls)
+	row("mode", "%s", mode)
+	row("payload", "%d B", s.cfg.Payload)
+	row("delay scale", "%gx", s.cfg.Delay)
+	row("calls completed", "%d", s.completed())
+	row("replies ok", "%d", s.ok)
+	row("errors expected", "%d", s.expected)
+	row("errors unexpected", "%d", s.unexpected)
+	row("expected errors missing", "%d", s.missing)
+	row("mismatches", "%d", s.mismatches)
+	row("canceled", "%d", s.canceled)
+	row("wall time", "%v", s.wall.Round(time.Millisecond))
+	row("calls/s", "%.0f", rate)
+	row("latency p50", "%v", roundLatency(s.p50))
+	row("latency p99", "%v", roundLatency(s.p99))
+	row("latency max", "%v", roundLatency(s.max))
+	row("peak in flight", "%s", peak)
+	row("goroutines before", "%d", s.goroutinesBefore)
+	row("goroutines after", "%d", s.goroutinesAfter)
+	if s.interrupted {
+		row("interrupted", "yes")
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	failed := 0
+	for _, c := range s.checks() {
+		if c.passed {
+			fmt.Fprintf(w, "PASS  %s\n", c.name)
+		} else {
+			failed++
+			fmt.Fprintf(w, "FAIL  %s: %s\n", c.name, c.detail)
+		}
+	}
+	for _, n := range s.notes {
+		fmt.Fprintf(w, "      %s\n", n)
+	}
+	switch {
+	case failed > 0:
+		fmt.Fprintf(w, "result: FAIL (%d of %d checks)\n", failed, len(s.checks()))
+	case s.interrupted:
+		fmt.Fprintln(w, "result: interrupted, all checks passed")
+	default:
+		fmt.Fprintln(w, "result: PASS")
+	}
+}
+
+// roundLatency rounds d to three or four significant digits for display.
+func roundLatency(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	case d >= time.Microsecond:
+		return d.Round(10 * time.Nanosecond)
+	}
+	return d
+}
