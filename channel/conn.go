@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/muxrpc/muxrpc/frame"
 )
@@ -108,8 +109,10 @@ func (c *Conn) Err() error {
 // from handle ends the stream with that error.
 //
 // Serve starts the writer goroutine and returns only after it has exited.
-// It returns the first error the Conn met: io.EOF when the peer closed the
-// stream, ErrClosed after Close.
+// It returns the first error the Conn met: one that satisfies
+// errors.Is(err, io.EOF) when the peer closed the stream (a write that
+// failed because the peer hung up wraps io.EOF too), ErrClosed after
+// Close.
 func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 	c.mu.Lock()
 	if c.started {
@@ -297,7 +300,7 @@ func (c *Conn) writeLoop() {
 			}
 			clear(batch)
 			if err != nil {
-				c.fail(err)
+				c.fail(writeError(err))
 				return
 			}
 		}
@@ -314,7 +317,7 @@ func (c *Conn) flushed(w frame.Writer, err error) error {
 		err = w.Flush()
 	}
 	if err != nil {
-		c.fail(err)
+		c.fail(writeError(err))
 		return err
 	}
 	c.mu.Lock()
@@ -327,4 +330,15 @@ func (c *Conn) flushed(w frame.Writer, err error) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// writeError says that a write failed because the peer hung up the way a
+// read would: it wraps io.EOF as well as the write's own error. Otherwise
+// a stream closed by the peer would end with io.EOF or with a broken pipe
+// depending on which of the reader and the writer noticed first.
+func writeError(err error) error {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrClosedPipe) {
+		return fmt.Errorf("%w: peer hung up: %w", io.EOF, err)
+	}
+	return err
 }

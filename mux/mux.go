@@ -65,6 +65,9 @@ func (m *Mux) Close() error {
 // reply, which must be a pointer (or nil to ignore the result). args and
 // reply are encoded and decoded with msgpack.
 //
+// Requests that one goroutine starts one after another (with Call, Go or
+// Notify) leave on the stream in that order.
+//
 // Call blocks until the reply comes, the stream dies or ctx ends. When ctx
 // ends first, Call returns at once with an error for which
 // errors.Is(err, ctx.Err()) holds, tells the server to cancel the
@@ -251,7 +254,9 @@ func (m *Mux) handle(f *frame.Frame) error {
 func (m *Mux) fail(cause error) {
 	err := m.closedError(cause)
 	m.mu.Lock()
-	m.err = err
+	if m.err == nil { // a GOAWAY's reason, if any, stays the one new calls see
+		m.err = err
+	}
 	pending := m.pending
 	m.pending = make(map[uint64]*Call)
 	m.mu.Unlock()
