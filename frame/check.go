@@ -14,24 +14,38 @@ const MaxPayloadDepth = 256
 // reports whether b holds exactly one well-formed value whose every length
 // fits in the bytes that follow it. It allocates nothing.
 func checkPayload(b []byte) error {
-	type level struct {
-		left  int  // items still to read in this container
-		isMap bool // items alternate key, value
+	s := decoderPool.Get().(*decoderState)
+	err := s.check(b)
+	decoderPool.Put(s)
+	return err
+}
+
+// level is an open array or map while checking a payload.
+type level struct {
+	left  int  // items still to read in this container
+	isMap bool // items alternate key, value
+}
+
+// check is checkPayload with the state's reusable nesting stack. The stack
+// lives on the heap: an array of MaxPayloadDepth levels in the stack frame
+// would make every short-lived goroutine that decodes grow its stack.
+func (s *decoderState) check(b []byte) error {
+	if cap(s.stack) < MaxPayloadDepth {
+		s.stack = make([]level, 0, MaxPayloadDepth)
 	}
-	var stack [MaxPayloadDepth]level
-	depth := 0
+	stack := s.stack[:0]
 	cur := level{left: 1}
 	i := 0
 	for {
 		for cur.left == 0 {
-			if depth == 0 {
+			if len(stack) == 0 {
 				if i != len(b) {
 					return fmt.Errorf("%w: %d bytes after the payload value", ErrMalformed, len(b)-i)
 				}
 				return nil
 			}
-			depth--
-			cur = stack[depth]
+			cur = stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
 		}
 		isKey := cur.isMap && cur.left%2 == 0
 		cur.left--
@@ -76,14 +90,13 @@ func checkPayload(b []byte) error {
 			return fmt.Errorf("%w: container claims %d items with %d bytes left", ErrMalformed, count, len(b)-i)
 		}
 		// An empty container counts towards the depth like any other.
-		if depth == MaxPayloadDepth {
+		if len(stack) == MaxPayloadDepth {
 			return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, MaxPayloadDepth)
 		}
 		if count == 0 {
 			continue
 		}
-		stack[depth] = cur
-		depth++
+		stack = append(stack, cur)
 		cur = level{left: int(count), isMap: isMap}
 	}
 }

@@ -8,27 +8,48 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// appendWriter is the io.Writer a pooled msgpack encoder writes into.
-type appendWriter struct{ b []byte }
+// appendWriter is the io.Writer a pooled msgpack encoder writes into. It
+// grows through the buffer pool's size classes, so that a grown buffer goes
+// back to the class it fills and the next encoding of that size finds it.
+type appendWriter struct{ buf *buffer }
+
+func (w *appendWriter) grow(n int) {
+	b := w.buf.b
+	if len(b)+n <= cap(b) {
+		return
+	}
+	nb := getBuffer(len(b) + n)
+	nb.b = nb.b[:copy(nb.b, b)]
+	putBuffer(w.buf)
+	w.buf = nb
+}
 
 func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
+	w.grow(len(p))
+	w.buf.b = append(w.buf.b, p...)
 	return len(p), nil
 }
 
 func (w *appendWriter) WriteByte(c byte) error {
-	w.b = append(w.b, c)
+	w.grow(1)
+	w.buf.b = append(w.buf.b, c)
 	return nil
 }
 
 func (w *appendWriter) WriteString(s string) (int, error) {
-	w.b = append(w.b, s...)
+	w.grow(len(s))
+	w.buf.b = append(w.buf.b, s...)
 	return len(s), nil
 }
 
+// maxEncodeHint caps the first buffer an encoding takes, so that one large
+// payload does not make every later small one hold a large buffer.
+const maxEncodeHint = 64 << 10
+
 type encoderState struct {
-	w   appendWriter
-	enc *msgpack.Encoder
+	w    appendWriter
+	enc  *msgpack.Encoder
+	hint int // size of the last payload this state encoded
 }
 
 var encoderPool = sync.Pool{New: func() any {
@@ -42,11 +63,12 @@ var encoderPool = sync.Pool{New: func() any {
 func (f *Frame) EncodePayload(v any) error {
 	f.Release()
 	s := encoderPool.Get().(*encoderState)
-	buf := getBuffer(0)
-	s.w.b = buf.b
+	s.w.buf = getBuffer(s.hint)
+	s.w.buf.b = s.w.buf.b[:0]
 	err := s.enc.Encode(v)
-	buf.b = s.w.b
-	s.w.b = nil
+	buf := s.w.buf
+	s.w.buf = nil
+	s.hint = min(len(buf.b), maxEncodeHint)
 	encoderPool.Put(s)
 	if err != nil {
 		putBuffer(buf)
@@ -57,8 +79,9 @@ func (f *Frame) EncodePayload(v any) error {
 }
 
 type decoderState struct {
-	r   bytes.Reader
-	dec *msgpack.Decoder
+	r     bytes.Reader
+	dec   *msgpack.Decoder
+	stack []level // for check
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -80,10 +103,11 @@ func DecodePayload(b []byte, v any) (err error) {
 	if len(b) == 0 {
 		b = nilPayload
 	}
-	if err := checkPayload(b); err != nil {
+	s := decoderPool.Get().(*decoderState)
+	if err := s.check(b); err != nil {
+		decoderPool.Put(s)
 		return err
 	}
-	s := decoderPool.Get().(*decoderState)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: decoder panicked: %v", ErrMalformed, p)
