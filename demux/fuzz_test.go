@@ -1,0 +1,88 @@
+package demux_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
+)
+
+// encodeFrames is what a client would write for fs, after its preface.
+func encodeFrames(fs ...frame.Frame) []byte {
+	var buf bytes.Buffer
+	w := frame.Native.NewWriter(&buf)
+	for i := range fs {
+		if err := w.WriteFrame(&fs[i]); err != nil {
+			panic(err)
+		}
+	}
+	w.Flush()
+	return buf.Bytes()
+}
+
+// FuzzServe feeds a DeMux a client's preface followed by arbitrary bytes:
+// whatever they hold, Serve must return once the stream ends, without a
+// panic, a hang or a goroutine left behind.
+func FuzzServe(f *testing.F) {
+	f.Add(encodeFrames(rpctest.Request(1, "echo", "hi")))
+	f.Add(encodeFrames(rpctest.Request(1, "park", nil), frame.Frame{Type: frame.TypeCancel, XID: 1}))
+	f.Add(encodeFrames(rpctest.Request(1, "echo", []int{1, 2}), rpctest.Request(2, "nothere", nil),
+		frame.Frame{Type: frame.TypeNotify, Method: "echo", Payload: []byte{0xc0}}))
+	f.Add(encodeFrames(frame.Frame{Type: frame.TypeRequest, XID: 3, Method: "echo", Payload: []byte{0xdd, 0xff, 0xff, 0xff, 0xff}}))
+	f.Add(encodeFrames(frame.Frame{Type: frame.TypeRequest, XID: 4, Method: "echo", Flags: frame.FlagDeadline, Budget: 1, Payload: []byte{0x90}}))
+	f.Add([]byte{0, 0, 0, 10, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
+	r := demux.NewRouter()
+	r.Handle("echo", demux.Func(func(_ context.Context, v any) (any, error) { return v, nil }))
+	r.Handle("park", demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Two OS pipes by hand, so that the client can close only its
+		// writing end: the server then reads everything, then EOF.
+		toServer, fromClient, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		toClient, fromServer, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := &pipeEnd{Reader: toServer, Writer: fromServer, files: []*os.File{toServer, fromServer}}
+		d := demux.New(server, r, demux.MaxFrameSize(1<<16), demux.Workers(2))
+		served := make(chan error, 1)
+		go func() { served <- d.Serve() }()
+		drained := make(chan struct{})
+		go func() { // read the replies so that the server's writes never block
+			io.Copy(io.Discard, toClient)
+			close(drained)
+		}()
+		fromClient.Write(frame.Preface[:])
+		fromClient.Write(data)
+		fromClient.Close()
+		<-served // EOF, or the first violation, ends it; parked handlers are canceled
+		d.Close()
+		<-drained
+		toClient.Close()
+	})
+}
+
+// pipeEnd is one side of a stream made of two OS pipes.
+type pipeEnd struct {
+	io.Reader
+	io.Writer
+	files []*os.File
+}
+
+func (p *pipeEnd) Close() error {
+	for _, f := range p.files {
+		f.Close()
+	}
+	return nil
+}
