@@ -20,6 +20,33 @@ func checkPayload(b []byte) error {
 	return err
 }
 
+// Estimated bytes that msgpack allocates to decode a payload into an any
+// (interface{}), measured with v5.3.6 and rounded up: every value takes a
+// boxed interface slot; an array its slice header and backing array; a map
+// its header and first group; a long array, which the decoder grows by
+// appending, its garbage too; strings, bins and exts their bytes.
+const (
+	costValue        = 24
+	costArray        = 96
+	costMap          = 400
+	costMapPair      = 32
+	costBigArrayItem = 48
+	bigArray         = 10000 // the decoder preallocates arrays up to this length
+)
+
+// PayloadCostFactor and PayloadCostSlack bound what DecodePayload lets a
+// payload cost when decoded into a destination that can hold dynamic values
+// (an interface or a map anywhere in its type): the estimated allocation
+// may not exceed PayloadCostFactor times the payload's size plus
+// PayloadCostSlack bytes. Payloads of many tiny maps or arrays (up to ~140
+// bytes allocated per payload byte if unchecked) are what it stops; decode
+// such data into typed values (structs, slices of structs) instead, which
+// this bound does not apply to.
+const (
+	PayloadCostFactor = 64
+	PayloadCostSlack  = 1 << 20
+)
+
 // level is an open array or map while checking a payload.
 type level struct {
 	left  int  // items still to read in this container
@@ -36,6 +63,7 @@ func (s *decoderState) check(b []byte) error {
 	stack := s.stack[:0]
 	cur := level{left: 1}
 	i := 0
+	s.cost = 0
 	for {
 		for cur.left == 0 {
 			if len(stack) == 0 {
@@ -77,6 +105,7 @@ func (s *decoderState) check(b []byte) error {
 			return fmt.Errorf("%w: value of %d bytes with %d left", ErrMalformed, skip, len(b)-i)
 		}
 		i += int(skip)
+		s.cost += costValue + skip
 		if !isContainer {
 			continue
 		}
@@ -84,7 +113,13 @@ func (s *decoderState) check(b []byte) error {
 			return fmt.Errorf("%w: map key is an array or a map", ErrMalformed)
 		}
 		if isMap {
+			s.cost += costMap + costMapPair*count
 			count *= 2
+		} else {
+			s.cost += costArray
+			if count > bigArray {
+				s.cost += costBigArrayItem * count
+			}
 		}
 		if count > int64(len(b)-i) { // every item takes at least one byte
 			return fmt.Errorf("%w: container claims %d items with %d bytes left", ErrMalformed, count, len(b)-i)

@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -82,6 +83,7 @@ type decoderState struct {
 	r     bytes.Reader
 	dec   *msgpack.Decoder
 	stack []level // for check
+	cost  int64   // set by check: estimated bytes to decode into an any
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -97,8 +99,11 @@ var decoderPool = sync.Pool{New: func() any {
 // The bytes are checked first: a container or string that claims more
 // elements or bytes than b has left, nesting deeper than MaxPayloadDepth, or
 // a map key that is itself a container makes DecodePayload return an error
-// wrapping ErrMalformed before anything is allocated for it. DecodePayload
-// never panics on any input.
+// wrapping ErrMalformed before anything is allocated for it. When v can hold
+// dynamic values (an interface or a map anywhere in its type), a payload
+// whose decoding is estimated to allocate more than PayloadCostFactor times
+// its size plus PayloadCostSlack is refused with an error wrapping
+// ErrTooLarge. DecodePayload never panics on any input.
 func DecodePayload(b []byte, v any) (err error) {
 	if len(b) == 0 {
 		b = nilPayload
@@ -107,6 +112,11 @@ func DecodePayload(b []byte, v any) (err error) {
 	if err := s.check(b); err != nil {
 		decoderPool.Put(s)
 		return err
+	}
+	if limit := PayloadCostFactor*int64(len(b)) + PayloadCostSlack; s.cost > limit && holdsDynamic(reflect.TypeOf(v)) {
+		decoderPool.Put(s)
+		return fmt.Errorf("%w: a %d-byte payload would take about %d bytes to decode into %T, over the limit of %d",
+			ErrTooLarge, len(b), s.cost, v, limit)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -127,3 +137,47 @@ func DecodePayload(b []byte, v any) (err error) {
 }
 
 var nilPayload = []byte{0xc0}
+
+var dynamicTypes sync.Map // reflect.Type → bool
+
+// holdsDynamic reports whether decoding into t may build values whose shape
+// the payload chooses: interfaces, maps, or types that decode themselves.
+func holdsDynamic(t reflect.Type) bool {
+	if t == nil {
+		return true
+	}
+	if v, ok := dynamicTypes.Load(t); ok {
+		return v.(bool)
+	}
+	d := walkDynamic(t, map[reflect.Type]bool{})
+	dynamicTypes.Store(t, d)
+	return d
+}
+
+var (
+	customDecoderType = reflect.TypeFor[msgpack.CustomDecoder]()
+	unmarshalerType   = reflect.TypeFor[msgpack.Unmarshaler]()
+)
+
+func walkDynamic(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false // a cycle adds nothing new
+	}
+	seen[t] = true
+	if reflect.PointerTo(t).Implements(customDecoderType) || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Interface, reflect.Map:
+		return true
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return walkDynamic(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if walkDynamic(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
