@@ -1,7 +1,6 @@
 package demux_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -12,29 +11,16 @@ import (
 	"github.com/muxrpc/muxrpc/internal/rpctest"
 )
 
-// encodeFrames is what a client would write for fs, after its preface.
-func encodeFrames(fs ...frame.Frame) []byte {
-	var buf bytes.Buffer
-	w := frame.Native.NewWriter(&buf)
-	for i := range fs {
-		if err := w.WriteFrame(&fs[i]); err != nil {
-			panic(err)
-		}
-	}
-	w.Flush()
-	return buf.Bytes()
-}
-
 // FuzzServe feeds a DeMux a client's preface followed by arbitrary bytes:
 // whatever they hold, Serve must return once the stream ends, without a
 // panic, a hang or a goroutine left behind.
 func FuzzServe(f *testing.F) {
-	f.Add(encodeFrames(rpctest.Request(1, "echo", "hi")))
-	f.Add(encodeFrames(rpctest.Request(1, "park", nil), frame.Frame{Type: frame.TypeCancel, XID: 1}))
-	f.Add(encodeFrames(rpctest.Request(1, "echo", []int{1, 2}), rpctest.Request(2, "nothere", nil),
+	f.Add(rpctest.Frames(rpctest.Request(1, "echo", "hi")))
+	f.Add(rpctest.Frames(rpctest.Request(1, "park", nil), frame.Frame{Type: frame.TypeCancel, XID: 1}))
+	f.Add(rpctest.Frames(rpctest.Request(1, "echo", []int{1, 2}), rpctest.Request(2, "nothere", nil),
 		frame.Frame{Type: frame.TypeNotify, Method: "echo", Payload: []byte{0xc0}}))
-	f.Add(encodeFrames(frame.Frame{Type: frame.TypeRequest, XID: 3, Method: "echo", Payload: []byte{0xdd, 0xff, 0xff, 0xff, 0xff}}))
-	f.Add(encodeFrames(frame.Frame{Type: frame.TypeRequest, XID: 4, Method: "echo", Flags: frame.FlagDeadline, Budget: 1, Payload: []byte{0x90}}))
+	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeRequest, XID: 3, Method: "echo", Payload: []byte{0xdd, 0xff, 0xff, 0xff, 0xff}}))
+	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeRequest, XID: 4, Method: "echo", Flags: frame.FlagDeadline, Budget: 1, Payload: []byte{0x90}}))
 	f.Add([]byte{0, 0, 0, 10, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
 	r := demux.NewRouter()

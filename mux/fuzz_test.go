@@ -1,7 +1,6 @@
 package mux_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"testing"
@@ -12,29 +11,17 @@ import (
 	"github.com/muxrpc/muxrpc/mux"
 )
 
-func encodeFrames(fs ...frame.Frame) []byte {
-	var buf bytes.Buffer
-	w := frame.Native.NewWriter(&buf)
-	for i := range fs {
-		if err := w.WriteFrame(&fs[i]); err != nil {
-			panic(err)
-		}
-	}
-	w.Flush()
-	return buf.Bytes()
-}
-
 // FuzzMux plays a server that answers three pending calls with arbitrary
 // bytes after its preface: every call must finish, with its reply or an
 // error, once the stream ends, and nothing may panic or stay behind.
 func FuzzMux(f *testing.F) {
-	f.Add(encodeFrames(rpctest.Response(1, "one"), rpctest.Response(2, 2), rpctest.Response(3, nil)))
-	f.Add(encodeFrames(rpctest.Response(2, "two"), frame.Frame{Type: frame.TypeError, XID: 1,
+	f.Add(rpctest.Frames(rpctest.Response(1, "one"), rpctest.Response(2, 2), rpctest.Response(3, nil)))
+	f.Add(rpctest.Frames(rpctest.Response(2, "two"), frame.Frame{Type: frame.TypeError, XID: 1,
 		Err: &frame.RemoteError{Code: frame.CodePanic, Message: "boom", Trace: "stack"}}))
-	f.Add(encodeFrames(frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{Code: frame.CodeShutdown}},
+	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{Code: frame.CodeShutdown}},
 		rpctest.Response(3, []any{1, "x"})))
-	f.Add(encodeFrames(frame.Frame{Type: frame.TypeResponse, XID: 1, Payload: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}))
-	f.Add(encodeFrames(rpctest.Response(99, "stray"), rpctest.Request(1, "x", nil)))
+	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeResponse, XID: 1, Payload: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}))
+	f.Add(rpctest.Frames(rpctest.Response(99, "stray"), rpctest.Request(1, "x", nil)))
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, s, err := channel.Pipe()

@@ -1,6 +1,7 @@
 package rpctest
 
 import (
+	"bytes"
 	"io"
 	"testing"
 
@@ -89,4 +90,20 @@ func Response(xid uint64, result any) frame.Frame {
 		panic(err)
 	}
 	return f
+}
+
+// Frames returns the bytes of fs as a peer would write them after its
+// preface.
+func Frames(fs ...frame.Frame) []byte {
+	var buf bytes.Buffer
+	w := frame.Native.NewWriter(&buf)
+	for i := range fs {
+		if err := w.WriteFrame(&fs[i]); err != nil {
+			panic(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
 }
