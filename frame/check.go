@@ -54,26 +54,24 @@ type level struct {
 }
 
 // check is checkPayload with the state's reusable nesting stack. The stack
-// lives on the heap: an array of MaxPayloadDepth levels in the stack frame
-// would make every short-lived goroutine that decodes grow its stack.
+// lives on the heap, grown as deep payloads need it: an array of
+// MaxPayloadDepth levels in the stack frame would make every short-lived
+// goroutine that decodes grow its goroutine stack.
 func (s *decoderState) check(b []byte) error {
-	if cap(s.stack) < MaxPayloadDepth {
-		s.stack = make([]level, 0, MaxPayloadDepth)
-	}
-	stack := s.stack[:0]
+	s.stack = s.stack[:0] // the state keeps what it grows to
 	cur := level{left: 1}
 	i := 0
 	s.cost = 0
 	for {
 		for cur.left == 0 {
-			if len(stack) == 0 {
+			if len(s.stack) == 0 {
 				if i != len(b) {
 					return fmt.Errorf("%w: %d bytes after the payload value", ErrMalformed, len(b)-i)
 				}
 				return nil
 			}
-			cur = stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
+			cur = s.stack[len(s.stack)-1]
+			s.stack = s.stack[:len(s.stack)-1]
 		}
 		isKey := cur.isMap && cur.left%2 == 0
 		cur.left--
@@ -125,13 +123,13 @@ func (s *decoderState) check(b []byte) error {
 			return fmt.Errorf("%w: container claims %d items with %d bytes left", ErrMalformed, count, len(b)-i)
 		}
 		// An empty container counts towards the depth like any other.
-		if len(stack) == MaxPayloadDepth {
+		if len(s.stack) == MaxPayloadDepth {
 			return fmt.Errorf("%w: nested deeper than %d", ErrMalformed, MaxPayloadDepth)
 		}
 		if count == 0 {
 			continue
 		}
-		stack = append(stack, cur)
+		s.stack = append(s.stack, cur)
 		cur = level{left: int(count), isMap: isMap}
 	}
 }

@@ -342,7 +342,9 @@ func TestReadFrameTooLargeBeforeAllocating(t *testing.T) {
 		var err error
 		allocated := bytesAllocated(func() { err = r.ReadFrame(&f) })
 		assert.ErrorIs(t, err, ErrTooLarge, "length %d", n)
-		assert.Less(t, allocated, uint64(4<<10), "bytes allocated rejecting length %d", n)
+		// Far below the 64 KiB the smallest of these lengths claims; the
+		// margin absorbs the race detector's own allocations.
+		assert.Less(t, allocated, uint64(16<<10), "bytes allocated rejecting length %d", n)
 	}
 }
 
