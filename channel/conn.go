@@ -37,8 +37,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Conn is one framed stream shared by many goroutines. Send is safe for
-// concurrent use; Serve must be called once, by the owner that reads.
+// Conn is one framed stream shared by many goroutines. Send, Drain, Close,
+// Done and Err are safe for concurrent use; Serve is called once, by the
+// owner that reads. Make one with New; the zero Conn is not usable.
 type Conn struct {
 	rwc   io.ReadWriteCloser
 	codec frame.Codec

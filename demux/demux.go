@@ -18,7 +18,7 @@ import (
 var ErrServing = errors.New("demux: Serve called twice")
 
 // DeMux serves the requests of one stream. Its methods are safe for
-// concurrent use.
+// concurrent use. Make one with New; the zero DeMux is not usable.
 type DeMux struct {
 	conn    *channel.Conn
 	handler Handler

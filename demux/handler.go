@@ -11,7 +11,8 @@ import (
 
 // Request is one call as a Handler sees it. It and the bytes behind Decode
 // are valid only until ServeRPC returns: a handler that starts work that
-// outlives the call must decode what it needs first.
+// outlives the call must decode what it needs first. The DeMux makes
+// Requests; handlers only read them.
 type Request struct {
 	// Method is the name the caller asked for.
 	Method string

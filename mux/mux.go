@@ -19,7 +19,8 @@ import (
 var ErrClosed = errors.New("mux: closed")
 
 // Mux sends calls over one stream and routes each reply to its caller. It
-// is safe for concurrent use by any number of goroutines.
+// is safe for concurrent use by any number of goroutines. Make one with
+// New; the zero Mux is not usable.
 type Mux struct {
 	conn       *channel.Conn
 	readerDone chan struct{}
@@ -98,7 +99,10 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 }
 
 // Go starts a call like Call and returns once the request is queued for
-// the stream, which is at once unless the send queue is full. The returned Call's Done
+// the stream, which is at once unless the send queue is full. No goroutine
+// waits for the call: its context is watched with context.AfterFunc, whose
+// short-lived goroutine, if ctx ends first, only sends the CANCEL and
+// finishes the call. The returned Call's Done
 // channel is closed when the call finishes; then Err reports how it ended,
 // and reply holds the result if Err is nil. Canceling ctx finishes the call
 // with ctx's error at once and tells the server to cancel it.
@@ -274,7 +278,8 @@ func (m *Mux) closedError(cause error) error {
 	return fmt.Errorf("%w: %w", ErrClosed, cause)
 }
 
-// Call is a call started by Mux.Go.
+// Call is a call started by Mux.Go. Its methods are safe for concurrent
+// use; the zero Call is not usable.
 type Call struct {
 	req   frame.Frame // the request while it is being sent
 	resp  frame.Frame // the reply, until decoded
