@@ -25,21 +25,32 @@ type DeMux struct {
 	workers int
 	log     *slog.Logger
 
-	base   context.Context // parent of every handler's context
-	cancel context.CancelFunc
-	slots  chan struct{} // one token per request queued or running
-	jobs   chan *request // pool mode: requests waiting for a worker
-	served chan struct{} // closed when Serve has cleaned up
-	wg     sync.WaitGroup
+	base    context.Context // for sends; canceled when the DeMux stops
+	cancel  context.CancelFunc
+	slots   chan struct{} // one token per request queued or running
+	jobs    chan *request // pool mode: requests waiting for a worker
+	handoff chan *request // goroutine mode: taken by an idle goroutine
+	idlers  atomic.Int32  // goroutine mode: goroutines waiting on handoff
+	quit    chan struct{} // closed when Serve ends: idle goroutines exit
+	served  chan struct{} // closed when Serve has cleaned up
+	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	active   map[uint64]*request // requests with a reply due, by xid
-	running  int                 // requests queued or running
+	active   map[uint64]*request   // requests with a reply due, by xid
+	notifies map[*request]struct{} // notifications queued or running
+	running  int                   // requests queued or running
 	serving  bool
 	closed   bool
+	stopped  bool // handlers' contexts are canceled as they come
 	shutdown bool
 	idle     chan struct{} // made by Shutdown; closed when running is 0
 }
+
+// maxIdlers bounds the goroutines that, in goroutine-per-request mode,
+// wait for the next request after finishing one, so that a busy DeMux
+// reuses goroutines (and their grown stacks) instead of starting one per
+// request. Past it, a goroutine exits when its request is done.
+const maxIdlers = 64
 
 // New returns a DeMux that will serve h over rwc once Serve is called. The
 // DeMux owns rwc from now on; Close and Shutdown close it.
@@ -56,16 +67,20 @@ func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &DeMux{
-		conn:    channel.New(rwc, cfg.channel),
-		handler: h,
-		workers: cfg.workers,
-		log:     log,
-		slots:   make(chan struct{}, cfg.maxInFlight),
-		served:  make(chan struct{}),
-		active:  make(map[uint64]*request),
+		conn:     channel.New(rwc, cfg.channel),
+		handler:  h,
+		workers:  cfg.workers,
+		log:      log,
+		slots:    make(chan struct{}, cfg.maxInFlight),
+		served:   make(chan struct{}),
+		quit:     make(chan struct{}),
+		active:   make(map[uint64]*request),
+		notifies: make(map[*request]struct{}),
 	}
 	if d.workers > 0 {
 		d.jobs = make(chan *request, cfg.maxInFlight)
+	} else {
+		d.handoff = make(chan *request)
 	}
 	d.base, d.cancel = context.WithCancel(context.Background())
 	return d
@@ -96,10 +111,11 @@ func (d *DeMux) Serve() error {
 		go d.work()
 	}
 	err := d.conn.Serve(d.handle)
-	d.cancel()
+	d.stop()
 	if d.jobs != nil {
 		close(d.jobs) // the reader, the only sender, has returned
 	}
+	close(d.quit)
 	d.wg.Wait()
 	if errors.Is(err, channel.ErrClosed) {
 		return nil
@@ -164,20 +180,39 @@ func (d *DeMux) Close() error {
 	serving := d.serving
 	d.mu.Unlock()
 	err := d.conn.Close() // first, so that canceled handlers' replies go nowhere
-	d.cancel()
+	d.stop()
 	if serving {
 		<-d.served
 	}
 	return err
 }
 
+// stop cancels the contexts of every request queued or running, and of
+// any accepted from now on.
+func (d *DeMux) stop() {
+	d.cancel()
+	d.mu.Lock()
+	d.stopped = true
+	ctxs := make([]*reqContext, 0, len(d.active)+len(d.notifies))
+	for _, r := range d.active {
+		ctxs = append(ctxs, r.ctx)
+	}
+	for r := range d.notifies {
+		ctxs = append(ctxs, r.ctx)
+	}
+	d.mu.Unlock()
+	for _, c := range ctxs {
+		c.cancel(context.Canceled)
+	}
+}
+
 // request is a Request with what the DeMux needs to run and answer it.
+// Requests are pooled; their contexts are not, as a handler may keep one.
 type request struct {
 	Request
 	in       frame.Frame // owns the payload bytes
 	out      frame.Frame // the reply being sent
-	ctx      context.Context
-	cancel   context.CancelFunc
+	ctx      *reqContext
 	canceled atomic.Bool // the client sent CANCEL: no reply is wanted
 }
 
@@ -192,7 +227,7 @@ func (d *DeMux) handle(f *frame.Frame) error {
 		d.mu.Lock() // held so that r cannot be retired and reused meanwhile
 		if r := d.active[f.XID]; r != nil {
 			r.canceled.Store(true)
-			r.cancel()
+			r.ctx.cancel(context.Canceled)
 		}
 		d.mu.Unlock()
 		return nil
@@ -223,11 +258,7 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
 	r.in = *f
 	*f = frame.Frame{}
-	if f := &r.in; f.Flags&frame.FlagDeadline != 0 {
-		r.ctx, r.cancel = context.WithTimeout(d.base, f.Budget)
-	} else {
-		r.ctx, r.cancel = context.WithCancel(d.base)
-	}
+	r.ctx = newReqContext(r.in.Flags&frame.FlagDeadline != 0, r.in.Budget)
 	d.mu.Lock()
 	if d.shutdown { // checked again with running under the same lock
 		d.mu.Unlock()
@@ -243,14 +274,22 @@ func (d *DeMux) accept(f *frame.Frame) error {
 			return err
 		}
 		d.active[r.XID] = r
+	} else {
+		d.notifies[r] = struct{}{}
 	}
 	d.running++
+	stopped := d.stopped
 	d.mu.Unlock()
-	if d.jobs != nil {
+	if stopped {
+		r.ctx.cancel(context.Canceled)
+	}
+	switch {
+	case d.jobs != nil:
 		d.jobs <- r // never blocks: jobs holds as many as there are slots
-	} else {
+	case d.idlers.Load() > 0 && d.handOff(r):
+	default:
 		d.wg.Add(1)
-		go d.serveOne(r)
+		go d.serveLoop(r)
 	}
 	return nil
 }
@@ -265,9 +304,9 @@ func (d *DeMux) refuse(xid uint64, notify bool) {
 	}})
 }
 
-// release frees a request that was never counted as running.
+// release frees a request once it is off the books.
 func (d *DeMux) release(r *request) {
-	r.cancel()
+	r.ctx.cancel(context.Canceled) // stops its timer; a kept context reads as ended
 	r.in.Release()
 	*r = request{}
 	requestPool.Put(r)
@@ -283,10 +322,35 @@ func (d *DeMux) work() {
 	}
 }
 
-// serveOne runs r on its own goroutine.
-func (d *DeMux) serveOne(r *request) {
+// handOff gives r to an idle goroutine, if one is waiting right now.
+func (d *DeMux) handOff(r *request) bool {
+	select {
+	case d.handoff <- r:
+		return true
+	default:
+		return false
+	}
+}
+
+// serveLoop runs r on a goroutine of its own, then, unless enough
+// goroutines already wait, waits for the next request to run until Serve
+// ends.
+func (d *DeMux) serveLoop(r *request) {
 	defer d.wg.Done()
-	d.run(r)
+	for {
+		d.run(r)
+		if d.idlers.Add(1) > maxIdlers {
+			d.idlers.Add(-1)
+			return
+		}
+		select {
+		case r = <-d.handoff:
+			d.idlers.Add(-1)
+		case <-d.quit:
+			d.idlers.Add(-1)
+			return
+		}
+	}
 }
 
 // run calls the handler, sends the reply and retires r.
@@ -372,6 +436,8 @@ func (d *DeMux) retire(r *request) {
 	d.mu.Lock()
 	if r.XID != 0 {
 		delete(d.active, r.XID)
+	} else {
+		delete(d.notifies, r)
 	}
 	d.running--
 	if d.running == 0 && d.idle != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -262,4 +263,28 @@ func TestRouterRejectsBadRegistrations(t *testing.T) {
 	assert.Panics(t, func() { r.Handle("a", echo()) })
 	assert.Panics(t, func() { r.Handle("", echo()) })
 	assert.Panics(t, func() { r.Handle("b", nil) })
+}
+
+func TestHandlerContextEndsWhenHandlerReturns(t *testing.T) {
+	kept := make(chan context.Context, 1)
+	h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+		kept <- ctx
+		return nil, nil
+	})
+	p := rpctest.Start(t, transport.Pipe, h, nil)
+	require.NoError(t, p.Mux.Call(context.Background(), "x", nil, nil))
+	ctx := <-kept
+	<-ctx.Done()
+	assert.ErrorIs(t, ctx.Err(), context.Canceled)
+}
+
+func TestGoroutinesAreReusedAndStopped(t *testing.T) {
+	// Sequential calls in goroutine-per-request mode reuse an idle
+	// goroutine; goleak in TestMain checks they all exit with the DeMux.
+	p := rpctest.Start(t, transport.Pipe, echo(), nil)
+	for i := range 100 {
+		var s string
+		require.NoError(t, p.Mux.Call(context.Background(), "echo", fmt.Sprint(i), &s))
+		require.Equal(t, fmt.Sprint(i), s)
+	}
 }

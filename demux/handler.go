@@ -71,9 +71,17 @@ func (f HandlerFunc) ServeRPC(ctx context.Context, req *Request) (any, error) {
 // decoded into an A (a bad request is answered with CodeBadRequest without
 // calling fn) and fn's R is the result.
 func Func[A, R any](fn func(ctx context.Context, args A) (R, error)) Handler {
+	// Arguments are decoded into pooled values and passed on by value, so
+	// decoding does not allocate the A itself.
+	pool := sync.Pool{New: func() any { return new(A) }}
 	return HandlerFunc(func(ctx context.Context, req *Request) (any, error) {
-		var args A
-		if err := req.Decode(&args); err != nil {
+		p := pool.Get().(*A)
+		err := req.Decode(p)
+		args := *p
+		var zero A
+		*p = zero
+		pool.Put(p)
+		if err != nil {
 			return nil, err
 		}
 		res, err := fn(ctx, args)

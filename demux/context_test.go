@@ -1,0 +1,76 @@
+package demux
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRequestContextCancel(t *testing.T) {
+	c := newReqContext(false, 0)
+	_, ok := c.Deadline()
+	assert.False(t, ok)
+	require.NoError(t, c.Err())
+	assert.Nil(t, c.Value("anything"))
+	done := c.Done()
+	select {
+	case <-done:
+		t.Fatal("done before cancel")
+	default:
+	}
+	c.cancel(context.Canceled)
+	<-done
+	assert.ErrorIs(t, c.Err(), context.Canceled)
+	c.cancel(context.DeadlineExceeded) // the first reason stays
+	assert.ErrorIs(t, c.Err(), context.Canceled)
+
+	late := newReqContext(false, 0)
+	late.cancel(context.Canceled)
+	<-late.Done() // asked for only after the end: already closed
+}
+
+func TestRequestContextDeadline(t *testing.T) {
+	c := newReqContext(true, time.Hour)
+	d, ok := c.Deadline()
+	require.True(t, ok)
+	assert.WithinDuration(t, time.Now().Add(time.Hour), d, time.Minute)
+	require.NoError(t, c.Err())
+	c.cancel(context.Canceled) // stops the timer
+	assert.ErrorIs(t, c.Err(), context.Canceled)
+
+	expired := newReqContext(true, -time.Second)
+	assert.ErrorIs(t, expired.Err(), context.DeadlineExceeded)
+	<-expired.Done()
+
+	soon := newReqContext(true, time.Millisecond)
+	<-soon.Done()
+	assert.ErrorIs(t, soon.Err(), context.DeadlineExceeded)
+}
+
+func TestRequestContextDerived(t *testing.T) {
+	c := newReqContext(false, 0)
+	child, cancelChild := context.WithCancel(c)
+	defer cancelChild()
+	timed, cancelTimed := context.WithTimeout(c, time.Hour)
+	defer cancelTimed()
+	ran := make(chan struct{})
+	stop := context.AfterFunc(c, func() { close(ran) })
+	unused := context.AfterFunc(c, func() { t.Error("stopped AfterFunc ran") })
+	require.True(t, unused())
+
+	c.cancel(context.Canceled)
+	<-child.Done()
+	<-timed.Done()
+	<-ran
+	assert.ErrorIs(t, child.Err(), context.Canceled)
+	assert.ErrorIs(t, timed.Err(), context.Canceled)
+	assert.False(t, stop(), "already run")
+
+	// Deriving from an ended context ends the child at once.
+	again, cancelAgain := context.WithCancel(c)
+	defer cancelAgain()
+	<-again.Done()
+}
