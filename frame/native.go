@@ -20,9 +20,17 @@ var Preface = [8]byte{'m', 'u', 'x', 'r', 'p', 'c', 0, Version}
 // Native is muxrpc's own wire dialect, described in PROTOCOL.md.
 var Native Codec = native{}
 
-// ioBufferSize is the size of the buffered reader and writer. It must hold
-// the longest method name so that ReadFrame can look at it in place.
-const ioBufferSize = 64 << 10
+// Buffer sizes. The reader's buffer lives as long as the stream, so it is
+// kept small; frames larger than it are read straight into their pooled
+// payload buffers. The writer's buffer is taken from the pool when there is
+// something to write and given back on Flush, so an idle stream holds none.
+const (
+	readBufferSize  = 16 << 10
+	writeBufferSize = 64 << 10
+	// directWrite is the payload size from which a payload is written
+	// straight to the stream after the buffered bytes, not copied.
+	directWrite = writeBufferSize / 2
+)
 
 // maxInterned bounds the per-connection table of method names, which spares
 // an allocation per request for the methods a server actually sees.
@@ -35,14 +43,14 @@ func (native) NewReader(r io.Reader, maxFrameSize int) Reader {
 		maxFrameSize = DefaultMaxFrameSize
 	}
 	return &nativeReader{
-		br:      bufio.NewReaderSize(r, ioBufferSize),
+		br:      bufio.NewReaderSize(r, readBufferSize),
 		max:     maxFrameSize,
 		methods: make(map[string]string),
 	}
 }
 
 func (native) NewWriter(w io.Writer) Writer {
-	return &nativeWriter{bw: bufio.NewWriterSize(w, ioBufferSize)}
+	return &nativeWriter{w: w}
 }
 
 func (native) FrameSize(f *Frame) int {
@@ -82,12 +90,38 @@ func errorStrings(e *RemoteError) (msg, trace string) {
 }
 
 type nativeWriter struct {
-	bw *bufio.Writer
+	w   io.Writer
+	buf *buffer // pooled; nil while nothing is buffered
+	err error   // the first write error; every later call returns it
+}
+
+// buffered returns the bytes buffered so far, taking a buffer from the
+// pool if there is none.
+func (w *nativeWriter) buffered() []byte {
+	if w.buf == nil {
+		w.buf = getBuffer(writeBufferSize)
+		w.buf.b = w.buf.b[:0]
+	}
+	return w.buf.b
+}
+
+// write writes p to the stream, remembering a failure.
+func (w *nativeWriter) write(p []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if _, err := w.w.Write(p); err != nil {
+		w.err = err
+	}
+	return w.err
 }
 
 func (w *nativeWriter) WritePreface() error {
-	_, err := w.bw.Write(Preface[:])
-	return err
+	if w.err != nil {
+		return w.err
+	}
+	w.buf.b = append(w.buffered(), Preface[:]...)
+	return nil
 }
 
 func (w *nativeWriter) WriteFrame(f *Frame) error {
@@ -100,7 +134,10 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 	if uint64(MinFrameSize+body) > math.MaxUint32 { // the length field would wrap
 		return fmt.Errorf("%w: %v frame of %d bytes does not fit a 32-bit length", ErrTooLarge, f.Type, MinFrameSize+body)
 	}
-	hdr := w.bw.AvailableBuffer()
+	if w.err != nil {
+		return w.err
+	}
+	hdr := w.buffered()
 	hdr = binary.BigEndian.AppendUint32(hdr, uint32(MinFrameSize+body))
 	hdr = append(hdr, byte(f.Type), byte(f.Flags))
 	hdr = binary.BigEndian.AppendUint64(hdr, f.XID)
@@ -123,18 +160,38 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 		hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(trace)))
 		hdr = append(hdr, trace...)
 	}
-	if _, err := w.bw.Write(hdr); err != nil {
-		return err
-	}
+	var payload []byte
 	switch f.Type {
 	case TypeRequest, TypeNotify, TypeResponse:
-		_, err := w.bw.Write(f.Payload)
+		payload = f.Payload
+	}
+	if len(payload) < directWrite {
+		hdr = append(hdr, payload...)
+		payload = nil
+	}
+	w.buf.b = hdr // appending may have outgrown the pooled buffer; fine
+	if payload == nil && len(hdr) < writeBufferSize {
+		return nil
+	}
+	if err := w.Flush(); err != nil {
 		return err
 	}
-	return nil
+	return w.write(payload)
 }
 
-func (w *nativeWriter) Flush() error { return w.bw.Flush() }
+// Flush writes out what is buffered and gives the buffer back to the pool.
+func (w *nativeWriter) Flush() error {
+	if w.buf == nil {
+		return w.err
+	}
+	err := w.err
+	if err == nil && len(w.buf.b) > 0 {
+		err = w.write(w.buf.b)
+	}
+	putBuffer(w.buf)
+	w.buf = nil
+	return err
+}
 
 type nativeReader struct {
 	br      *bufio.Reader
@@ -271,7 +328,15 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 	if mlen == 0 || mlen > body-fixed {
 		return fmt.Errorf("%w: method length %d in a body with %d bytes left", ErrMalformed, mlen, body-fixed)
 	}
-	name, err := r.br.Peek(mlen) // mlen <= MaxMethodLen < ioBufferSize
+	if mlen > r.br.Size() { // too long to look at in place
+		name := make([]byte, mlen)
+		if err := r.readFull(name); err != nil {
+			return err
+		}
+		f.Method = string(name)
+		return r.readPayload(f, body-fixed-mlen)
+	}
+	name, err := r.br.Peek(mlen)
 	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
