@@ -20,6 +20,9 @@ var ErrClosed = errors.New("channel: closed")
 // Config.QueueBytes is zero. Send blocks while the queue is fuller.
 const DefaultQueueBytes = 4 << 20
 
+// maxKeptQueue is the most queue slots the writer keeps between batches.
+const maxKeptQueue = 1024
+
 // Config tunes a Conn. The zero Config is ready to use.
 type Config struct {
 	// MaxFrameSize is the largest frame, as its length field counts it,
@@ -300,6 +303,9 @@ func (c *Conn) writeLoop() {
 				batch[i].Release()
 			}
 			clear(batch)
+			if cap(batch) > maxKeptQueue {
+				batch = nil // let a burst's backing array go
+			}
 			if err != nil {
 				c.fail(writeError(err))
 				return

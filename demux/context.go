@@ -10,19 +10,43 @@ import (
 // DeMux cancels it directly when the client sends CANCEL, when the stream
 // ends and when the DeMux closes, and a timer cancels it at the caller's
 // deadline. Made for each request and never reused, so a handler may keep
-// it; it costs one allocation, and Done allocates its channel only when a
-// handler asks for it.
+// it; it is kept small because every parked call holds one, and Done
+// allocates its channel only when a handler asks for it.
 type reqContext struct {
-	deadline time.Time // zero if none
+	deadline int64 // Unix nanoseconds; 0 if none
 
 	mu    sync.Mutex
+	state ctxState
 	done  chan struct{} // nil until Done is called or the context ends
-	err   error
 	timer *time.Timer
-	after []*afterFunc // registered with AfterFunc, not yet run or stopped
+	after *afterFunc // registered with AfterFunc, not yet run or stopped
 }
 
-type afterFunc struct{ f func() }
+// ctxState says whether a context is live and, if not, why it ended.
+type ctxState uint8
+
+const (
+	live         ctxState = iota
+	canceled              // the DeMux stopped or the handler returned
+	peerCanceled          // the client sent CANCEL: no reply is wanted
+	expired               // the caller's deadline passed
+)
+
+func (s ctxState) err() error {
+	switch s {
+	case canceled, peerCanceled:
+		return context.Canceled
+	case expired:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// afterFunc is an entry in a context's list of functions to run at its end.
+type afterFunc struct {
+	f    func()
+	next *afterFunc
+}
 
 var closedChan = func() chan struct{} {
 	ch := make(chan struct{})
@@ -37,19 +61,24 @@ var _ context.Context = (*reqContext)(nil)
 func newReqContext(hasBudget bool, budget time.Duration) *reqContext {
 	c := &reqContext{}
 	if hasBudget {
-		c.deadline = time.Now().Add(budget)
+		c.deadline = time.Now().Add(budget).UnixNano()
 		if budget <= 0 {
-			c.err = context.DeadlineExceeded
+			c.state = expired
 			return c
 		}
-		c.timer = time.AfterFunc(budget, func() { c.cancel(context.DeadlineExceeded) })
+		c.mu.Lock() // the timer may fire before AfterFunc returns
+		c.timer = time.AfterFunc(budget, func() { c.cancel(expired) })
+		c.mu.Unlock()
 	}
 	return c
 }
 
 // Deadline returns the caller's deadline, if it sent one.
 func (c *reqContext) Deadline() (time.Time, bool) {
-	return c.deadline, !c.deadline.IsZero()
+	if c.deadline == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, c.deadline), true
 }
 
 // Done returns a channel closed when the context ends.
@@ -57,7 +86,7 @@ func (c *reqContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.err != nil {
+		if c.state != live {
 			c.done = closedChan
 		} else {
 			c.done = make(chan struct{})
@@ -70,7 +99,14 @@ func (c *reqContext) Done() <-chan struct{} {
 func (c *reqContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.err
+	return c.state.err()
+}
+
+// canceledByPeer reports whether the client canceled the request.
+func (c *reqContext) canceledByPeer() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == peerCanceled
 }
 
 // Value returns nil: a request context carries no values.
@@ -84,18 +120,18 @@ func (c *reqContext) Value(any) any { return nil }
 func (c *reqContext) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
+	if c.state != live {
 		go f()
 		return func() bool { return false }
 	}
-	a := &afterFunc{f: f}
-	c.after = append(c.after, a)
+	a := &afterFunc{f: f, next: c.after}
+	c.after = a
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for i, b := range c.after {
-			if b == a {
-				c.after = append(c.after[:i], c.after[i+1:]...)
+		for p := &c.after; *p != nil; p = &(*p).next {
+			if *p == a {
+				*p = a.next
 				return true
 			}
 		}
@@ -103,14 +139,14 @@ func (c *reqContext) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-// cancel ends the context with err, if it is still live.
-func (c *reqContext) cancel(err error) {
+// cancel ends the context for the given reason, if it is still live.
+func (c *reqContext) cancel(why ctxState) {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.state != live {
 		c.mu.Unlock()
 		return
 	}
-	c.err = err
+	c.state = why
 	if c.done == nil {
 		c.done = closedChan
 	} else {
@@ -122,7 +158,7 @@ func (c *reqContext) cancel(err error) {
 	if timer != nil {
 		timer.Stop()
 	}
-	for _, a := range after {
+	for a := after; a != nil; a = a.next {
 		a.f()
 	}
 }

@@ -21,14 +21,14 @@ func TestRequestContextCancel(t *testing.T) {
 		t.Fatal("done before cancel")
 	default:
 	}
-	c.cancel(context.Canceled)
+	c.cancel(canceled)
 	<-done
 	assert.ErrorIs(t, c.Err(), context.Canceled)
-	c.cancel(context.DeadlineExceeded) // the first reason stays
+	c.cancel(expired) // the first reason stays
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 
 	late := newReqContext(false, 0)
-	late.cancel(context.Canceled)
+	late.cancel(canceled)
 	<-late.Done() // asked for only after the end: already closed
 }
 
@@ -38,7 +38,7 @@ func TestRequestContextDeadline(t *testing.T) {
 	require.True(t, ok)
 	assert.WithinDuration(t, time.Now().Add(time.Hour), d, time.Minute)
 	require.NoError(t, c.Err())
-	c.cancel(context.Canceled) // stops the timer
+	c.cancel(canceled) // stops the timer
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 
 	expired := newReqContext(true, -time.Second)
@@ -61,7 +61,7 @@ func TestRequestContextDerived(t *testing.T) {
 	unused := context.AfterFunc(c, func() { t.Error("stopped AfterFunc ran") })
 	require.True(t, unused())
 
-	c.cancel(context.Canceled)
+	c.cancel(canceled)
 	<-child.Done()
 	<-timed.Done()
 	<-ran

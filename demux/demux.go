@@ -202,7 +202,7 @@ func (d *DeMux) stop() {
 	}
 	d.mu.Unlock()
 	for _, c := range ctxs {
-		c.cancel(context.Canceled)
+		c.cancel(canceled)
 	}
 }
 
@@ -210,13 +210,21 @@ func (d *DeMux) stop() {
 // Requests are pooled; their contexts are not, as a handler may keep one.
 type request struct {
 	Request
-	in       frame.Frame // owns the payload bytes
-	out      frame.Frame // the reply being sent
-	ctx      *reqContext
-	canceled atomic.Bool // the client sent CANCEL: no reply is wanted
+	in  frame.Frame // owns the payload bytes
+	ctx *reqContext
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+// replyFrames recycles the frames replies are built in: Send takes their
+// payload and leaves them empty.
+var replyFrames = sync.Pool{New: func() any { return new(frame.Frame) }}
+
+func recycle(f *frame.Frame) {
+	f.Release()
+	*f = frame.Frame{}
+	replyFrames.Put(f)
+}
 
 // handle runs on the reading goroutine for each frame that arrives.
 func (d *DeMux) handle(f *frame.Frame) error {
@@ -226,8 +234,7 @@ func (d *DeMux) handle(f *frame.Frame) error {
 	case frame.TypeCancel:
 		d.mu.Lock() // held so that r cannot be retired and reused meanwhile
 		if r := d.active[f.XID]; r != nil {
-			r.canceled.Store(true)
-			r.ctx.cancel(context.Canceled)
+			r.ctx.cancel(peerCanceled)
 		}
 		d.mu.Unlock()
 		return nil
@@ -281,7 +288,7 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	stopped := d.stopped
 	d.mu.Unlock()
 	if stopped {
-		r.ctx.cancel(context.Canceled)
+		r.ctx.cancel(canceled)
 	}
 	switch {
 	case d.jobs != nil:
@@ -306,7 +313,7 @@ func (d *DeMux) refuse(xid uint64, notify bool) {
 
 // release frees a request once it is off the books.
 func (d *DeMux) release(r *request) {
-	r.ctx.cancel(context.Canceled) // stops its timer; a kept context reads as ended
+	r.ctx.cancel(canceled) // stops its timer; a kept context reads as ended
 	r.in.Release()
 	*r = request{}
 	requestPool.Put(r)
@@ -358,7 +365,7 @@ func (d *DeMux) run(r *request) {
 	if err := r.ctx.Err(); err != nil {
 		// Canceled, timed out or closed while it waited for a worker: the
 		// handler is not run, and only an expired deadline is answered.
-		if !r.Notify && !r.canceled.Load() && d.base.Err() == nil {
+		if !r.Notify && !r.ctx.canceledByPeer() && d.base.Err() == nil {
 			d.reply(r, nil, err)
 		}
 	} else {
@@ -370,7 +377,7 @@ func (d *DeMux) run(r *request) {
 			if err != nil {
 				d.log.Debug("muxrpc notification handler failed", "method", r.Method, "err", err)
 			}
-		case !r.canceled.Load():
+		case !r.ctx.canceledByPeer():
 			d.reply(r, res, err)
 		}
 	}
@@ -393,7 +400,8 @@ func (d *DeMux) call(r *request) (res any, err error) {
 
 // reply sends the handler's outcome to the caller.
 func (d *DeMux) reply(r *request, res any, err error) {
-	f := &r.out
+	f := replyFrames.Get().(*frame.Frame)
+	defer recycle(f)
 	*f = frame.Frame{Type: frame.TypeResponse, XID: r.XID}
 	if err == nil {
 		if encErr := f.EncodePayload(res); encErr != nil {

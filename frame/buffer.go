@@ -5,10 +5,12 @@ import (
 	"sync"
 )
 
-// Buffers are pooled in power-of-two size classes from 512 B to 16 MiB.
+// Buffers are pooled in power-of-two size classes from 64 B to 16 MiB. The
+// small classes matter: a parked call holds its request's payload buffer
+// for as long as its handler runs.
 // A buffer in class k has a capacity of at least 1<<k bytes.
 const (
-	minBufferClass = 9
+	minBufferClass = 6
 	maxBufferClass = 24
 )
 

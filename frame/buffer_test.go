@@ -21,8 +21,11 @@ func drainPool(k int) []*buffer {
 
 func TestGetBufferSizes(t *testing.T) {
 	cases := []struct{ n, minCap int }{
-		{0, 512},
-		{1, 512},
+		{0, 64},
+		{1, 64},
+		{63, 64},
+		{64, 64},
+		{65, 128},
 		{511, 512},
 		{512, 512},
 		{513, 1024},
@@ -43,7 +46,7 @@ func TestGetBufferSizes(t *testing.T) {
 // appends leave them) and checks that every buffer handed out is big
 // enough for what was asked.
 func TestBufferClasses(t *testing.T) {
-	for _, c := range []int{512, 600, 1023, 1024, 1500, 4096, 5000} {
+	for _, c := range []int{64, 100, 512, 600, 1023, 1024, 1500, 4096, 5000} {
 		putBuffer(&buffer{b: make([]byte, 3, c)})
 	}
 	for n := 0; n <= 6000; n += 37 {
@@ -56,7 +59,7 @@ func TestBufferClasses(t *testing.T) {
 
 func TestPutBufferClass(t *testing.T) {
 	for _, c := range []struct{ cap, class int }{
-		{512, 9}, {1023, 9}, {1024, 10}, {1 << 24, 24}, {1<<25 - 1, 24},
+		{64, 6}, {127, 6}, {512, 9}, {1023, 9}, {1024, 10}, {1 << 24, 24}, {1<<25 - 1, 24},
 	} {
 		drainPool(c.class)
 		buf := &buffer{b: make([]byte, 5, c.cap)}
@@ -70,7 +73,7 @@ func TestPutBufferClass(t *testing.T) {
 }
 
 func TestBufferNotPooled(t *testing.T) {
-	small := &buffer{b: make([]byte, 10, 511)}
+	small := &buffer{b: make([]byte, 10, 63)}
 	putBuffer(small)
 	assert.Len(t, small.b, 10, "a buffer below the smallest class is left alone")
 

@@ -132,7 +132,8 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mux: call %q: %w", method, err)
 	}
-	f := &c.req
+	f := sendFrames.Get().(*frame.Frame)
+	defer recycle(f)
 	*f = frame.Frame{Type: typ, Method: method}
 	if deadline, ok := ctx.Deadline(); ok {
 		f.Flags |= frame.FlagDeadline
@@ -281,7 +282,6 @@ func (m *Mux) closedError(cause error) error {
 // Call is a call started by Mux.Go. Its methods are safe for concurrent
 // use; the zero Call is not usable.
 type Call struct {
-	req   frame.Frame // the request while it is being sent
 	resp  frame.Frame // the reply, until decoded
 	reply any
 	err   error
@@ -326,6 +326,17 @@ func (c *Call) result() error {
 		return fmt.Errorf("mux: decoding reply: %w", err)
 	}
 	return nil
+}
+
+// sendFrames recycles the frames requests are built in: Send takes their
+// payload and leaves them empty. Keeping them out of Call keeps a parked
+// call small.
+var sendFrames = sync.Pool{New: func() any { return new(frame.Frame) }}
+
+func recycle(f *frame.Frame) {
+	f.Release()
+	*f = frame.Frame{}
+	sendFrames.Put(f)
 }
 
 var callPool = sync.Pool{New: func() any {

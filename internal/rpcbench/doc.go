@@ -20,6 +20,15 @@
 // decoding msgpack payloads, and a REQUEST frame written and read back
 // through the Native codec.
 //
+// The scale measurements (scale_test.go, scale_norace_test.go) ask what
+// muxrpc costs as calls pile up: BenchmarkParkedCalls and
+// TestParkedCallMemory the heap held by each of 100,000 (20,000 in the
+// test) calls parked on one Mux, budget 1 KiB beyond goroutine stacks;
+// BenchmarkIdlePair and TestIdlePairHeap the heap of an idle Mux+DeMux
+// pair, budget 64 KiB; BenchmarkInFlight/<n> the cost of a call with n
+// others parked, which should stay flat from 10 to 100,000. The ones that
+// park thousands of goroutines do not run under the race detector.
+//
 // TestAllocsPerCall pins the allocations of one sequential call, both ends
 // counted, to a budget; it is skipped under the race detector, which
 // changes allocation counts.
