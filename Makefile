@@ -38,3 +38,12 @@ fuzz:
 ## lint: staticcheck
 lint: vet
 	$(GO) run $(STATICCHECK) ./...
+
+## bench-peers: muxrpc against other Go RPC systems over one connection, whole matrix (bench/, its own module)
+.PHONY: bench-peers bench-peers-quick
+bench-peers:
+	cd bench && $(GO) run ./cmd/peerbench -out ../docs/peers
+
+## bench-peers-quick: the key cells only, under two minutes; writes docs/peers/results.md
+bench-peers-quick:
+	cd bench && $(GO) run ./cmd/peerbench -quick -out ../docs/peers
