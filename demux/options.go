@@ -24,9 +24,9 @@ type config struct {
 // goroutines that take requests in the order they arrived, so at most n
 // handlers run at once, and Workers(1) handles one request at a time in
 // arrival order. n <= 0, the default, runs each request on a goroutine of
-// its own (still bounded by MaxInFlight); up to 64 goroutines that finish
-// stay to run later requests, so a busy DeMux reuses them, until Serve
-// returns.
+// its own (still bounded by MaxInFlight); a goroutine that finishes waits
+// a few seconds for another request, so a busy DeMux reuses goroutines
+// instead of starting one per request.
 func Workers(n int) Option {
 	return func(c *config) { c.workers = max(n, 0) }
 }
