@@ -99,13 +99,15 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 }
 
 // Go starts a call like Call and returns once the request is queued for
-// the stream, which is at once unless the send queue is full. No goroutine
-// waits for the call: its context is watched with context.AfterFunc, whose
-// short-lived goroutine, if ctx ends first, only sends the CANCEL and
-// finishes the call. The returned Call's Done
-// channel is closed when the call finishes; then Err reports how it ended,
-// and reply holds the result if Err is nil. Canceling ctx finishes the call
-// with ctx's error at once and tells the server to cancel it.
+// the stream, which is at once unless the send queue is full. The returned
+// Call's Done channel is closed when the call finishes; then Err reports
+// how it ended, and reply holds the result if Err is nil. Canceling ctx
+// finishes the call with ctx's error at once and tells the server to
+// cancel it.
+//
+// No goroutine waits for the call: its context is watched with
+// context.AfterFunc, whose short-lived goroutine, if ctx ends first, only
+// queues the CANCEL and finishes the call.
 func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
 	c := &Call{reply: reply, async: true, done: make(chan struct{})}
 	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
