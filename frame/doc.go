@@ -2,11 +2,13 @@
 // the length-prefixed frames that follow it, the error codes they carry and
 // the msgpack payload codec.
 //
-// The package does no I/O scheduling and starts no goroutines: it turns
-// frames into bytes on a [bufio.Writer] and bytes from a [bufio.Reader] into
-// frames, checking every length against a limit before allocating. PROTOCOL.md
-// at the root of the module describes the same format byte by byte; the
-// golden frames in testdata/golden pin it.
+// The package does no I/O scheduling and starts no goroutines: a [Writer]
+// turns frames into bytes in a buffer it flushes on demand, and a [Reader]
+// turns the bytes of a stream into frames, checking every length against a
+// limit before allocating. Both hold their large buffers only while data
+// flows, so an idle stream costs little. PROTOCOL.md at the root of the
+// module describes the format byte by byte; the golden frames in
+// testdata/golden pin it.
 //
 // A [Codec] is one wire dialect. [Native] is muxrpc's own; the interface
 // exists so that another dialect (plain msgpack-rpc, say) can be plugged

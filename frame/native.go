@@ -1,7 +1,6 @@
 package frame
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -20,12 +19,10 @@ var Preface = [8]byte{'m', 'u', 'x', 'r', 'p', 'c', 0, Version}
 // Native is muxrpc's own wire dialect, described in PROTOCOL.md.
 var Native Codec = native{}
 
-// Buffer sizes. The reader's buffer lives as long as the stream, so it is
-// kept small; frames larger than it are read straight into their pooled
-// payload buffers. The writer's buffer is taken from the pool when there is
-// something to write and given back on Flush, so an idle stream holds none.
+// Write buffer sizes: the writer's buffer is taken from the pool when there
+// is something to write and given back on Flush, so an idle stream holds
+// none. (The reader's are in reader.go.)
 const (
-	readBufferSize  = 16 << 10
 	writeBufferSize = 64 << 10
 	// directWrite is the payload size from which a payload is written
 	// straight to the stream after the buffered bytes, not copied.
@@ -43,7 +40,7 @@ func (native) NewReader(r io.Reader, maxFrameSize int) Reader {
 		maxFrameSize = DefaultMaxFrameSize
 	}
 	return &nativeReader{
-		br:      bufio.NewReaderSize(r, readBufferSize),
+		sr:      newStreamReader(r),
 		max:     maxFrameSize,
 		methods: make(map[string]string),
 	}
@@ -194,23 +191,28 @@ func (w *nativeWriter) Flush() error {
 }
 
 type nativeReader struct {
-	br      *bufio.Reader
+	sr      *streamReader
 	max     int
 	methods map[string]string
-	// scratch holds a frame's fixed fields while they are parsed; a local
-	// array would escape through io.ReadFull and cost an allocation.
+	// scratch holds a frame's fixed fields while they are parsed, and
+	// method holds a method name while it is looked up; local arrays would
+	// escape through io.ReadFull and cost an allocation.
 	scratch [HeaderSize]byte
+	method  [maxScratchMethod]byte
 }
 
+// maxScratchMethod is the longest method name read without an allocation.
+const maxScratchMethod = 256
+
 func (r *nativeReader) ReadPreface() error {
-	got, err := r.br.Peek(len(Preface))
+	got := r.scratch[:len(Preface)]
+	n, err := io.ReadFull(r.sr, got)
 	if err != nil {
-		if len(got) > 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: stream ended after %q", ErrBadPreface, got)
+		if n > 0 && err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("%w: stream ended after %q", ErrBadPreface, got[:n])
 		}
 		return err
 	}
-	defer r.br.Discard(len(Preface))
 	if string(got[:len(Preface)-1]) != string(Preface[:len(Preface)-1]) {
 		return fmt.Errorf("%w: it opened with %q%s", ErrBadPreface, got, guessProtocol(got))
 	}
@@ -239,7 +241,7 @@ func guessProtocol(b []byte) string {
 
 // readFull fills p, turning an EOF part-way into io.ErrUnexpectedEOF.
 func (r *nativeReader) readFull(p []byte) error {
-	_, err := io.ReadFull(r.br, p)
+	_, err := io.ReadFull(r.sr, p)
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
 	}
@@ -249,7 +251,7 @@ func (r *nativeReader) readFull(p []byte) error {
 func (r *nativeReader) ReadFrame(f *Frame) error {
 	*f = Frame{}
 	hdr := r.scratch[:]
-	if _, err := io.ReadFull(r.br, hdr[:4]); err != nil {
+	if _, err := io.ReadFull(r.sr, hdr[:4]); err != nil {
 		return err // io.EOF at a frame boundary, ErrUnexpectedEOF inside the prefix
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
@@ -328,7 +330,7 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 	if mlen == 0 || mlen > body-fixed {
 		return fmt.Errorf("%w: method length %d in a body with %d bytes left", ErrMalformed, mlen, body-fixed)
 	}
-	if mlen > r.br.Size() { // too long to look at in place
+	if mlen > len(r.method) { // too long for the scratch space
 		name := make([]byte, mlen)
 		if err := r.readFull(name); err != nil {
 			return err
@@ -336,15 +338,11 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 		f.Method = string(name)
 		return r.readPayload(f, body-fixed-mlen)
 	}
-	name, err := r.br.Peek(mlen)
-	if err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	name := r.method[:mlen]
+	if err := r.readFull(name); err != nil {
 		return err
 	}
 	f.Method = r.intern(name)
-	r.br.Discard(mlen)
 	return r.readPayload(f, body-fixed-mlen)
 }
 
