@@ -35,9 +35,10 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) ./frame/ || exit 1; \
 	done
 
-## lint: staticcheck
+## lint: staticcheck, on the library and on the bench/ module
 lint: vet
 	$(GO) run $(STATICCHECK) ./...
+	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 ## bench-peers: muxrpc against other Go RPC systems over one connection, whole matrix (bench/, its own module)
 .PHONY: bench-peers bench-peers-quick

@@ -224,7 +224,7 @@ func Run(sys systems.System, cell Cell, opt Options) Result {
 	select {
 	case closeErr = <-closed:
 	case <-time.After(opt.Timeout):
-		closeErr = errors.New("Close did not return")
+		closeErr = errors.New("close did not return")
 	}
 	switch {
 	case hung:

@@ -63,9 +63,6 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// errListenerClosed is what oneConnListener.Accept returns once closed.
-var errListenerClosed = errors.New("systems: listener closed")
-
 // oneConnListener is a net.Listener that hands out one pre-made conn and
 // then blocks in Accept until it is closed, for servers that only know how
 // to serve a listener.
