@@ -61,6 +61,7 @@ type Conn struct {
 	queued    int           // bytes in queue
 	space     chan struct{} // closed when the writer empties the queue; made by waiters
 	unflushed bool          // frames were queued since the last flush
+	woken     bool          // a wake token was sent since the writer last took the queue
 	drained   []chan struct{}
 	closeErr  error // what closing rwc returned
 }
@@ -183,11 +184,15 @@ func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
 	c.queue = append(c.queue, *f)
 	c.queued += size
 	c.unflushed = true
+	wake := !c.woken // the writer takes the whole queue, so one token will do
+	c.woken = true
 	c.mu.Unlock()
 	*f = frame.Frame{} // the queue owns the payload now
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -279,6 +284,7 @@ func (c *Conn) writeLoop() {
 			c.mu.Lock()
 			batch, c.queue = c.queue, batch[:0]
 			c.queued = 0
+			c.woken = false
 			if c.space != nil {
 				close(c.space)
 				c.space = nil

@@ -28,7 +28,7 @@ type DeMux struct {
 
 	base    context.Context // for sends; canceled when the DeMux stops
 	cancel  context.CancelFunc
-	slots   chan struct{} // one token per request queued or running
+	limit   int           // MaxInFlight
 	jobs    chan *request // pool mode: requests waiting for a worker
 	handoff chan *request // goroutine mode: taken by an idle goroutine
 	idlers  atomic.Int32  // goroutine mode: goroutines waiting on handoff
@@ -39,7 +39,8 @@ type DeMux struct {
 	mu       sync.Mutex
 	active   map[uint64]*request   // requests with a reply due, by xid
 	notifies map[*request]struct{} // notifications queued or running
-	running  int                   // requests queued or running
+	running  int                   // requests queued or running, at most limit
+	space    chan struct{}         // made by a reader waiting for running < limit
 	serving  bool
 	closed   bool
 	stopped  bool // handlers' contexts are canceled as they come
@@ -74,7 +75,7 @@ func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 		handler:  h,
 		workers:  cfg.workers,
 		log:      log,
-		slots:    make(chan struct{}, cfg.maxInFlight),
+		limit:    cfg.maxInFlight,
 		served:   make(chan struct{}),
 		quit:     make(chan struct{}),
 		active:   make(map[uint64]*request),
@@ -246,41 +247,41 @@ func (d *DeMux) handle(f *frame.Frame) error {
 	return fmt.Errorf("%w: a server does not accept %v frames", frame.ErrMalformed, f.Type)
 }
 
-// accept takes a request off the stream: it waits for a slot (which is
-// what stops the reading when MaxInFlight requests are pending), then
-// queues the request for a worker or starts its goroutine.
+// accept takes a request off the stream and queues it for a worker or
+// starts its goroutine. While MaxInFlight requests are queued or running it
+// waits, which is what stops the reading.
 func (d *DeMux) accept(f *frame.Frame) error {
-	d.mu.Lock()
-	shutdown := d.shutdown
-	d.mu.Unlock()
-	if shutdown { // spare the wait for a slot
-		d.refuse(f.XID, f.Type == frame.TypeNotify)
-		f.Release()
-		return nil
-	}
-	select {
-	case d.slots <- struct{}{}:
-	case <-d.conn.Done():
-		f.Release()
-		return nil
-	}
 	r := requestPool.Get().(*request)
 	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
 	r.in = *f
 	*f = frame.Frame{}
 	r.ctx = newReqContext(r.in.Flags&frame.FlagDeadline != 0, r.in.Budget)
 	d.mu.Lock()
-	if d.shutdown { // checked again with running under the same lock
+	for !d.shutdown && d.running >= d.limit {
+		if d.space == nil {
+			d.space = make(chan struct{})
+		}
+		space := d.space
+		d.mu.Unlock()
+		select {
+		case <-space:
+		case <-d.conn.Done():
+			d.free(r)
+			return nil
+		}
+		d.mu.Lock()
+	}
+	if d.shutdown {
 		d.mu.Unlock()
 		d.refuse(r.XID, r.Notify)
-		d.release(r)
+		d.free(r)
 		return nil
 	}
 	if r.XID != 0 {
 		if _, dup := d.active[r.XID]; dup {
 			d.mu.Unlock()
 			err := fmt.Errorf("%w: request xid %d is already in flight", frame.ErrMalformed, r.XID)
-			d.release(r)
+			d.free(r)
 			return err
 		}
 		d.active[r.XID] = r
@@ -295,7 +296,7 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	}
 	switch {
 	case d.jobs != nil:
-		d.jobs <- r // never blocks: jobs holds as many as there are slots
+		d.jobs <- r // never blocks: jobs holds limit requests
 	case d.idlers.Load() > 0 && d.handOff(r):
 	default:
 		d.wg.Add(1)
@@ -314,13 +315,13 @@ func (d *DeMux) refuse(xid uint64, notify bool) {
 	}})
 }
 
-// release frees a request once it is off the books.
-func (d *DeMux) release(r *request) {
+// free ends a request's context and gives back its memory, once it is off
+// the books or was never on them.
+func (d *DeMux) free(r *request) {
 	r.ctx.cancel(canceled) // stops its timer; a kept context reads as ended
 	r.in.Release()
 	*r = request{}
 	requestPool.Put(r)
-	<-d.slots
 }
 
 // work is a pool worker: it runs requests in arrival order until Serve
@@ -457,6 +458,10 @@ func (d *DeMux) retire(r *request) {
 		delete(d.notifies, r)
 	}
 	d.running--
+	if d.space != nil { // the reader waits for room
+		close(d.space)
+		d.space = nil
+	}
 	if d.running == 0 && d.idle != nil {
 		select {
 		case <-d.idle:
@@ -465,5 +470,5 @@ func (d *DeMux) retire(r *request) {
 		}
 	}
 	d.mu.Unlock()
-	d.release(r)
+	d.free(r)
 }

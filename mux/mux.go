@@ -84,14 +84,18 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 		putCall(c)
 		return err
 	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		if m.abandon(ctx, c) {
-			putCall(c)
-			return fmt.Errorf("mux: call %q: %w", method, ctx.Err())
+	if done := ctx.Done(); done == nil {
+		<-c.done // a context that never ends needs no select
+	} else {
+		select {
+		case <-c.done:
+		case <-done:
+			if m.abandon(ctx, c) {
+				putCall(c)
+				return fmt.Errorf("mux: call %q: %w", method, ctx.Err())
+			}
+			<-c.done // the reply is already in hand
 		}
-		<-c.done // the reply is already in hand
 	}
 	err := c.result()
 	putCall(c)
