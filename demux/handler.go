@@ -46,7 +46,8 @@ func (r *Request) Decode(v any) error {
 // its own, and may block. ctx is canceled when the caller gives up (its
 // context ended and it sent a CANCEL), when the caller's deadline passes
 // (ctx carries it), when the stream dies and when the DeMux is closed;
-// ServeRPC should then return soon, as Close and Serve wait for it.
+// ServeRPC should then return soon, as Close and Serve wait for it. ctx
+// carries no values, and it is canceled once ServeRPC has returned.
 //
 // The result is encoded with msgpack for the caller; it is dropped for a
 // notification. An error goes back as a *frame.RemoteError: returned as is
