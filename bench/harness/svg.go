@@ -71,14 +71,7 @@ func WriteLineChart(w io.Writer, title, xLabel, yLabel string, series []Series, 
 	px := func(x float64) float64 { return padL + (math.Log10(x)-xlo)/(xhi-xlo)*plotW }
 	py := func(y float64) float64 { return padT + plotH - (math.Log10(y)-ylo)/(yhi-ylo)*plotH }
 
-	fmt.Fprintf(w, svgHeader, svgW, svgH, svgW, svgH)
-	fmt.Fprint(w, svgBackground)
-	fmt.Fprintf(w, `<text x="%d" y="22" font-family="sans-serif" font-size="15" font-weight="bold">%s</text>`+"\n", padL, esc(title))
-	for d := ylo; d <= yhi; d++ {
-		y := py(math.Pow(10, d))
-		fmt.Fprintf(w, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`+"\n", padL, y, padL+plotW, y)
-		fmt.Fprintf(w, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`+"\n", padL-6, y+4, svgFont, esc(yFmt(math.Pow(10, d))))
-	}
+	writeFrame(w, title, ylo, yhi, py, yFmt)
 	seen := map[float64]bool{}
 	for _, x := range xs {
 		if x <= 0 || seen[x] {
@@ -131,14 +124,7 @@ func WriteBarChart(w io.Writer, title, yLabel string, labels []string, groups []
 	}
 	ylo, yhi := logRange(ys)
 	py := func(y float64) float64 { return padT + plotH - (math.Log10(y)-ylo)/(yhi-ylo)*plotH }
-	fmt.Fprintf(w, svgHeader, svgW, svgH, svgW, svgH)
-	fmt.Fprint(w, svgBackground)
-	fmt.Fprintf(w, `<text x="%d" y="22" font-family="sans-serif" font-size="15" font-weight="bold">%s</text>`+"\n", padL, esc(title))
-	for d := ylo; d <= yhi; d++ {
-		y := py(math.Pow(10, d))
-		fmt.Fprintf(w, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`+"\n", padL, y, padL+plotW, y)
-		fmt.Fprintf(w, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`+"\n", padL-6, y+4, svgFont, esc(yFmt(math.Pow(10, d))))
-	}
+	writeFrame(w, title, ylo, yhi, py, yFmt)
 	fmt.Fprintf(w, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>`+"\n", padL, padT, plotW, plotH)
 	fmt.Fprintf(w, `<text x="16" y="%d" %s text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>`+"\n", padT+plotH/2, svgFont, padT+plotH/2, esc(yLabel))
 	if len(groups) == 0 {
@@ -167,4 +153,19 @@ func WriteBarChart(w io.Writer, title, yLabel string, labels []string, groups []
 		fmt.Fprintf(w, `<text x="%d" y="%d" %s>%s</text>`+"\n", padL+plotW+38, ly+4, svgFont, esc(l))
 	}
 	fmt.Fprintln(w, "</svg>")
+}
+
+// writeFrame writes what both charts start with: the SVG header, the
+// background, the title and the y axis's grid lines with their labels, one
+// per decade from ylo to yhi (log10 values); py maps a value to its y and
+// yFmt labels it.
+func writeFrame(w io.Writer, title string, ylo, yhi float64, py func(float64) float64, yFmt func(float64) string) {
+	fmt.Fprintf(w, svgHeader, svgW, svgH, svgW, svgH)
+	fmt.Fprint(w, svgBackground)
+	fmt.Fprintf(w, `<text x="%d" y="22" font-family="sans-serif" font-size="15" font-weight="bold">%s</text>`+"\n", padL, esc(title))
+	for d := ylo; d <= yhi; d++ {
+		y := py(math.Pow(10, d))
+		fmt.Fprintf(w, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>`+"\n", padL, y, padL+plotW, y)
+		fmt.Fprintf(w, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`+"\n", padL-6, y+4, svgFont, esc(yFmt(math.Pow(10, d))))
+	}
 }
