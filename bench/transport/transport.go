@@ -4,16 +4,12 @@
 package transport
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"github.com/muxrpc/muxrpc/channel"
+	libtransport "github.com/muxrpc/muxrpc/internal/transport"
 )
 
 // Kind names a transport.
@@ -53,63 +49,23 @@ func (c *Counts) Writes() int64 { return c.writes.n.Load() }
 // Read and Write calls into counts. Closing either end makes the other's
 // reads fail once buffered data is consumed.
 func Pair(kind Kind, counts *Counts) (client, server net.Conn, err error) {
-	var c, s net.Conn
-	switch kind {
-	case Mem:
-		c, s = net.Pipe()
-	case Pipe:
-		a, b, err := channel.Pipe()
-		if err != nil {
-			return nil, nil, err
-		}
-		c = &rwcConn{ReadWriteCloser: a, name: "pipe-client"}
-		s = &rwcConn{ReadWriteCloser: b, name: "pipe-server"}
-	case TCP:
-		c, s, err = dial("tcp", "127.0.0.1:0")
-	case Unix:
-		dir, derr := os.MkdirTemp("", "peerbench")
-		if derr != nil {
-			return nil, nil, derr
-		}
-		defer os.RemoveAll(dir) // the socket file is not needed once connected
-		c, s, err = dial("unix", filepath.Join(dir, "s"))
-	default:
-		return nil, nil, fmt.Errorf("transport: unknown kind %q", kind)
-	}
+	// The library's test transports make the pair; this package adds the
+	// net.Conn face some peers need and the counting.
+	a, b, err := libtransport.Pair(libtransport.Kind(kind))
 	if err != nil {
 		return nil, nil, err
 	}
+	c, s := asConn(a, "pipe-client"), asConn(b, "pipe-server")
 	return &countingConn{Conn: c, counts: counts}, &countingConn{Conn: s, counts: counts}, nil
 }
 
-// dial listens on addr, connects to it and returns both ends.
-func dial(network, addr string) (client, server net.Conn, err error) {
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		return nil, nil, err
+// asConn returns rwc as a net.Conn: sockets and net.Pipe ends already are;
+// OS pipes get an adapter.
+func asConn(rwc io.ReadWriteCloser, name string) net.Conn {
+	if c, ok := rwc.(net.Conn); ok {
+		return c
 	}
-	defer ln.Close()
-	type accepted struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- accepted{c, err}
-	}()
-	client, err = net.Dial(network, ln.Addr().String())
-	a := <-ch
-	if err != nil || a.err != nil {
-		if client != nil {
-			client.Close()
-		}
-		if a.c != nil {
-			a.c.Close()
-		}
-		return nil, nil, errors.Join(err, a.err)
-	}
-	return client, a.c, nil
+	return &rwcConn{ReadWriteCloser: rwc, name: name}
 }
 
 // countingConn counts the Read and Write calls that reach the transport.
