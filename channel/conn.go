@@ -136,7 +136,10 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 	r := c.codec.NewReader(c.rwc, c.max)
 	err = r.ReadPreface()
 	if err == io.EOF {
-		err = fmt.Errorf("peer closed the stream before its preface: %w", io.ErrUnexpectedEOF)
+		// No byte came at all: the peer hung up, as PROTOCOL.md says, which
+		// callers test with errors.Is(err, io.EOF). (A peer that closes
+		// right after connecting may not have had its preface written yet.)
+		err = fmt.Errorf("peer closed the stream before its preface: %w", io.EOF)
 	}
 	var f frame.Frame // reused: handle copies what it keeps
 	for err == nil {
