@@ -7,8 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/muxrpc/muxrpc/channel"
@@ -26,15 +26,13 @@ type DeMux struct {
 	workers int
 	log     *slog.Logger
 
-	base    context.Context // for sends; canceled when the DeMux stops
-	cancel  context.CancelFunc
-	limit   int           // MaxInFlight
-	jobs    chan *request // pool mode: requests waiting for a worker
-	handoff chan *request // goroutine mode: taken by an idle goroutine
-	idlers  atomic.Int32  // goroutine mode: goroutines waiting on handoff
-	quit    chan struct{} // closed when Serve ends: idle goroutines exit
-	served  chan struct{} // closed when Serve has cleaned up
-	wg      sync.WaitGroup
+	base   context.Context // for sends; canceled when the DeMux stops
+	cancel context.CancelFunc
+	limit  int           // MaxInFlight
+	jobs   chan *request // pool mode: requests waiting for a worker
+	quit   chan struct{} // closed when Serve ends: the reaper exits
+	served chan struct{} // closed when Serve has cleaned up
+	wg     sync.WaitGroup
 
 	mu       sync.Mutex
 	active   map[uint64]*request   // requests with a reply due, by xid
@@ -46,14 +44,25 @@ type DeMux struct {
 	stopped  bool // handlers' contexts are canceled as they come
 	shutdown bool
 	idle     chan struct{} // made by Shutdown; closed when running is 0
+	runners  []*runner     // goroutine mode: parked runners, longest parked first
+	tick     uint64        // goroutine mode: reaper ticks so far
+	ended    bool          // Serve is ending: runners exit instead of parking
 }
 
-// In goroutine-per-request mode a goroutine that has run its request waits
-// up to idleTimeout for another before it exits, so a busy DeMux reuses
-// goroutines, and the stacks they have grown, instead of starting one per
-// request: a fresh goroutine's stack grows on every request, which cost
-// about a fifth of the CPU at 256 concurrent callers. At most MaxInFlight
-// goroutines exist at once either way.
+// runner is a goroutine of the goroutine-per-request mode. Between
+// requests it parks on next, in the DeMux's stack of runners, so that a busy
+// DeMux reuses goroutines, and the stacks they have grown, instead of
+// starting one per request: a fresh goroutine's stack grows on every
+// request, which cost about a fifth of the CPU at 256 concurrent callers.
+// The reader hands a request to the runner parked last, whose stack is the
+// most likely to be warm.
+type runner struct {
+	next chan *request // the next request; nil tells the runner to exit
+	tick uint64        // the reaper tick at which it last parked
+}
+
+// In goroutine-per-request mode a runner parked for between one and two
+// idleTimeouts exits. At most MaxInFlight runners exist at once.
 const idleTimeout = 5 * time.Second
 
 // New returns a DeMux that will serve h over rwc once Serve is called. The
@@ -83,8 +92,6 @@ func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 	}
 	if d.workers > 0 {
 		d.jobs = make(chan *request, cfg.maxInFlight)
-	} else {
-		d.handoff = make(chan *request)
 	}
 	d.base, d.cancel = context.WithCancel(context.Background())
 	return d
@@ -114,8 +121,20 @@ func (d *DeMux) Serve() error {
 		d.wg.Add(1)
 		go d.work()
 	}
+	if d.workers == 0 {
+		d.wg.Add(1)
+		go d.reap()
+	}
 	err := d.conn.Serve(d.handle)
 	d.stop()
+	d.mu.Lock()
+	d.ended = true
+	parked := d.runners
+	d.runners = nil
+	d.mu.Unlock()
+	for _, w := range parked {
+		w.next <- nil
+	}
 	if d.jobs != nil {
 		close(d.jobs) // the reader, the only sender, has returned
 	}
@@ -290,6 +309,12 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	}
 	d.running++
 	stopped := d.stopped
+	var w *runner
+	if n := len(d.runners); n > 0 {
+		w = d.runners[n-1]
+		d.runners[n-1] = nil
+		d.runners = d.runners[:n-1]
+	}
 	d.mu.Unlock()
 	if stopped {
 		r.ctx.cancel(canceled)
@@ -297,10 +322,11 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	switch {
 	case d.jobs != nil:
 		d.jobs <- r // never blocks: jobs holds limit requests
-	case d.idlers.Load() > 0 && d.handOff(r):
+	case w != nil:
+		w.next <- r // never blocks: a parked runner's next is empty
 	default:
 		d.wg.Add(1)
-		go d.serveLoop(r)
+		go d.serveLoop(&runner{next: make(chan *request, 1)}, r)
 	}
 	return nil
 }
@@ -329,49 +355,57 @@ func (d *DeMux) free(r *request) {
 func (d *DeMux) work() {
 	defer d.wg.Done()
 	for r := range d.jobs {
-		d.run(r)
+		d.run(r, nil)
 	}
 }
 
-// handOff gives r to an idle goroutine, if one is waiting right now.
-func (d *DeMux) handOff(r *request) bool {
-	select {
-	case d.handoff <- r:
-		return true
-	default:
-		return false
-	}
-}
-
-// serveLoop runs r on a goroutine of its own, then waits for the next
-// request to run until it has been idle for idleTimeout or Serve ends.
-func (d *DeMux) serveLoop(r *request) {
+// serveLoop is runner w: it runs r, then each request handed to it while
+// it was parked, until it is told to exit or is not parked because Serve
+// is ending.
+func (d *DeMux) serveLoop(w *runner, r *request) {
 	defer d.wg.Done()
-	var idle *time.Timer // made the first time this goroutine waits
+	for r != nil && d.run(r, w) {
+		r = <-w.next
+	}
+}
+
+// reap calls reapParked once every idleTimeout until Serve ends.
+func (d *DeMux) reap() {
+	defer d.wg.Done()
+	t := time.NewTicker(idleTimeout)
+	defer t.Stop()
 	for {
-		d.run(r)
-		if idle == nil {
-			idle = time.NewTimer(idleTimeout)
-			defer idle.Stop()
-		} else {
-			idle.Reset(idleTimeout)
-		}
-		d.idlers.Add(1)
 		select {
-		case r = <-d.handoff:
-			d.idlers.Add(-1)
-		case <-idle.C:
-			d.idlers.Add(-1)
-			return
+		case <-t.C:
+			d.reapParked()
 		case <-d.quit:
-			d.idlers.Add(-1)
 			return
 		}
 	}
 }
 
-// run calls the handler, sends the reply and retires r.
-func (d *DeMux) run(r *request) {
+// reapParked counts a tick and tells the runners parked since before the
+// previous tick to exit. The stack of runners is in the order they parked,
+// so those are at its bottom.
+func (d *DeMux) reapParked() {
+	d.mu.Lock()
+	d.tick++
+	n := 0
+	for n < len(d.runners) && d.runners[n].tick+1 < d.tick {
+		n++
+	}
+	idle := slices.Clone(d.runners[:n])
+	d.runners = slices.Delete(d.runners, 0, n)
+	d.mu.Unlock()
+	for _, w := range idle {
+		w.next <- nil
+	}
+}
+
+// run calls the handler, sends the reply and retires r. For runner w it
+// reports whether w is parked for another request; a pool worker passes a
+// nil w.
+func (d *DeMux) run(r *request, w *runner) bool {
 	if err := r.ctx.Err(); err != nil {
 		// Canceled, timed out or closed while it waited for a worker: the
 		// handler is not run, and only an expired deadline is answered.
@@ -391,7 +425,7 @@ func (d *DeMux) run(r *request) {
 			d.reply(r, res, err)
 		}
 	}
-	d.retire(r)
+	return d.retire(r, w)
 }
 
 // call runs the handler, turning a panic into a CodePanic error.
@@ -449,8 +483,10 @@ func remoteError(err error) *frame.RemoteError {
 	return &frame.RemoteError{Code: code, Message: err.Error()}
 }
 
-// retire removes a finished request from the books and frees its slot.
-func (d *DeMux) retire(r *request) {
+// retire removes a finished request from the books and frees its slot,
+// and parks runner w, if any, unless Serve is ending. It reports whether w
+// was parked.
+func (d *DeMux) retire(r *request, w *runner) bool {
 	d.mu.Lock()
 	if r.XID != 0 {
 		delete(d.active, r.XID)
@@ -469,6 +505,12 @@ func (d *DeMux) retire(r *request) {
 			close(d.idle)
 		}
 	}
+	parked := w != nil && !d.ended
+	if parked {
+		w.tick = d.tick
+		d.runners = append(d.runners, w)
+	}
 	d.mu.Unlock()
 	d.free(r)
+	return parked
 }
