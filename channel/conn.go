@@ -154,7 +154,9 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 }
 
 // Send queues f for the writer, taking over its payload: f is released
-// once written, or at once if Send fails. Send blocks while the send queue
+// once written, or at once if Send fails. Once f is queued, Send empties
+// it and touches it no more, so f may be reused as soon as the peer could
+// have answered it. Send blocks while the send queue
 // is full, until there is room, ctx ends or the Conn dies. A frame above the
 // size limit fails with an error wrapping frame.ErrTooLarge and leaves the
 // Conn alive. Send returns once f is queued, not once it is written.
@@ -185,12 +187,12 @@ func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
 		return err
 	}
 	c.queue = append(c.queue, *f)
+	*f = frame.Frame{} // the queue owns the payload now
 	c.queued += size
 	c.unflushed = true
 	wake := !c.woken // the writer takes the whole queue, so one token will do
 	c.woken = true
 	c.mu.Unlock()
-	*f = frame.Frame{} // the queue owns the payload now
 	if wake {
 		select {
 		case c.wake <- struct{}{}:

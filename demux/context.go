@@ -3,6 +3,7 @@ package demux
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,15 +16,18 @@ import (
 type reqContext struct {
 	deadline int64 // Unix nanoseconds; 0 if none
 
+	// state is a ctxState. It is written under mu, once, and read without
+	// it: Err is on every request's path.
+	state atomic.Uint32
+
 	mu    sync.Mutex
-	state ctxState
 	done  chan struct{} // nil until Done is called or the context ends
 	timer *time.Timer
 	after *afterFunc // registered with AfterFunc, not yet run or stopped
 }
 
 // ctxState says whether a context is live and, if not, why it ended.
-type ctxState uint8
+type ctxState = uint32
 
 const (
 	live         ctxState = iota
@@ -32,7 +36,7 @@ const (
 	expired               // the caller's deadline passed
 )
 
-func (s ctxState) err() error {
+func stateErr(s ctxState) error {
 	switch s {
 	case canceled, peerCanceled:
 		return context.Canceled
@@ -63,7 +67,7 @@ func newReqContext(hasBudget bool, budget time.Duration) *reqContext {
 	if hasBudget {
 		c.deadline = time.Now().Add(budget).UnixNano()
 		if budget <= 0 {
-			c.state = expired
+			c.state.Store(expired)
 			return c
 		}
 		c.mu.Lock() // the timer may fire before AfterFunc returns
@@ -86,7 +90,7 @@ func (c *reqContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.state != live {
+		if c.state.Load() != live {
 			c.done = closedChan
 		} else {
 			c.done = make(chan struct{})
@@ -96,18 +100,10 @@ func (c *reqContext) Done() <-chan struct{} {
 }
 
 // Err returns nil while the context is live, then why it ended.
-func (c *reqContext) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state.err()
-}
+func (c *reqContext) Err() error { return stateErr(c.state.Load()) }
 
 // canceledByPeer reports whether the client canceled the request.
-func (c *reqContext) canceledByPeer() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state == peerCanceled
-}
+func (c *reqContext) canceledByPeer() bool { return c.state.Load() == peerCanceled }
 
 // Value returns nil: a request context carries no values.
 func (c *reqContext) Value(any) any { return nil }
@@ -120,7 +116,7 @@ func (c *reqContext) Value(any) any { return nil }
 func (c *reqContext) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != live {
+	if c.state.Load() != live {
 		go f()
 		return func() bool { return false }
 	}
@@ -142,11 +138,11 @@ func (c *reqContext) AfterFunc(f func()) (stop func() bool) {
 // cancel ends the context for the given reason, if it is still live.
 func (c *reqContext) cancel(why ctxState) {
 	c.mu.Lock()
-	if c.state != live {
+	if c.state.Load() != live {
 		c.mu.Unlock()
 		return
 	}
-	c.state = why
+	c.state.Store(why)
 	if c.done == nil {
 		c.done = closedChan
 	} else {

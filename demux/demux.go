@@ -233,21 +233,11 @@ func (d *DeMux) stop() {
 // Requests are pooled; their contexts are not, as a handler may keep one.
 type request struct {
 	Request
-	in  frame.Frame // owns the payload bytes
+	f   frame.Frame // the request, owning the payload bytes; then the reply
 	ctx *reqContext
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
-
-// replyFrames recycles the frames replies are built in: Send takes their
-// payload and leaves them empty.
-var replyFrames = sync.Pool{New: func() any { return new(frame.Frame) }}
-
-func recycle(f *frame.Frame) {
-	f.Release()
-	*f = frame.Frame{}
-	replyFrames.Put(f)
-}
 
 // handle runs on the reading goroutine for each frame that arrives.
 func (d *DeMux) handle(f *frame.Frame) error {
@@ -272,9 +262,9 @@ func (d *DeMux) handle(f *frame.Frame) error {
 func (d *DeMux) accept(f *frame.Frame) error {
 	r := requestPool.Get().(*request)
 	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
-	r.in = *f
+	r.f = *f
 	*f = frame.Frame{}
-	r.ctx = newReqContext(r.in.Flags&frame.FlagDeadline != 0, r.in.Budget)
+	r.ctx = newReqContext(r.f.Flags&frame.FlagDeadline != 0, r.f.Budget)
 	d.mu.Lock()
 	for !d.shutdown && d.running >= d.limit {
 		if d.space == nil {
@@ -345,7 +335,7 @@ func (d *DeMux) refuse(xid uint64, notify bool) {
 // the books or was never on them.
 func (d *DeMux) free(r *request) {
 	r.ctx.cancel(canceled) // stops its timer; a kept context reads as ended
-	r.in.Release()
+	r.f.Release()
 	*r = request{}
 	requestPool.Put(r)
 }
@@ -414,7 +404,7 @@ func (d *DeMux) run(r *request, w *runner) bool {
 		}
 	} else {
 		res, err := d.call(r)
-		r.in.Release()
+		r.f.Release()
 		r.payload = nil
 		switch {
 		case r.Notify:
@@ -442,10 +432,11 @@ func (d *DeMux) call(r *request) (res any, err error) {
 	return d.handler.ServeRPC(r.ctx, &r.Request)
 }
 
-// reply sends the handler's outcome to the caller.
+// reply sends the handler's outcome to the caller, in the frame the request
+// came in.
 func (d *DeMux) reply(r *request, res any, err error) {
-	f := replyFrames.Get().(*frame.Frame)
-	defer recycle(f)
+	f := &r.f
+	f.Release()
 	*f = frame.Frame{Type: frame.TypeResponse, XID: r.XID}
 	if err == nil {
 		if encErr := f.EncodePayload(res); encErr != nil {

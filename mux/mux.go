@@ -138,8 +138,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mux: call %q: %w", method, err)
 	}
-	f := sendFrames.Get().(*frame.Frame)
-	defer recycle(f)
+	// The request is built in the frame the reply will arrive in: Send
+	// empties it before the request can leave.
+	f := &c.resp
 	*f = frame.Frame{Type: typ, Method: method}
 	if deadline, ok := ctx.Deadline(); ok {
 		f.Flags |= frame.FlagDeadline
@@ -162,7 +163,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		m.pending[c.xid] = c
 	}
 	m.mu.Unlock()
-	err := m.conn.Send(ctx, f)
+	err := m.conn.Send(ctx, f) // from here on, the reply may arrive in f
 	if err == nil {
 		if c.async && ctx.Done() != nil {
 			m.watch(ctx, c, method)
@@ -288,7 +289,7 @@ func (m *Mux) closedError(cause error) error {
 // Call is a call started by Mux.Go. Its methods are safe for concurrent
 // use; the zero Call is not usable.
 type Call struct {
-	resp  frame.Frame // the reply, until decoded
+	resp  frame.Frame // the request until queued, then the reply until decoded
 	reply any
 	err   error
 	xid   uint64
@@ -332,17 +333,6 @@ func (c *Call) result() error {
 		return fmt.Errorf("mux: decoding reply: %w", err)
 	}
 	return nil
-}
-
-// sendFrames recycles the frames requests are built in: Send takes their
-// payload and leaves them empty. Keeping them out of Call keeps a parked
-// call small.
-var sendFrames = sync.Pool{New: func() any { return new(frame.Frame) }}
-
-func recycle(f *frame.Frame) {
-	f.Release()
-	*f = frame.Frame{}
-	sendFrames.Put(f)
 }
 
 var callPool = sync.Pool{New: func() any {
