@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +29,7 @@ type DeMux struct {
 	cancel context.CancelFunc
 	limit  int           // MaxInFlight
 	jobs   chan *request // pool mode: requests waiting for a worker
+	next   chan *request // goroutine mode: requests for parked runners; nil stops one
 	quit   chan struct{} // closed when Serve ends: the reaper exits
 	served chan struct{} // closed when Serve has cleaned up
 	wg     sync.WaitGroup
@@ -44,25 +44,20 @@ type DeMux struct {
 	stopped  bool // handlers' contexts are canceled as they come
 	shutdown bool
 	idle     chan struct{} // made by Shutdown; closed when running is 0
-	runners  []*runner     // goroutine mode: parked runners, longest parked first
-	tick     uint64        // goroutine mode: reaper ticks so far
+	parked   int           // goroutine mode: runners owed one receive from next
+	minIdle  int           // goroutine mode: the fewest parked since the last reap
 	ended    bool          // Serve is ending: runners exit instead of parking
 }
 
-// runner is a goroutine of the goroutine-per-request mode. Between
-// requests it parks on next, in the DeMux's stack of runners, so that a busy
-// DeMux reuses goroutines, and the stacks they have grown, instead of
-// starting one per request: a fresh goroutine's stack grows on every
-// request, which cost about a fifth of the CPU at 256 concurrent callers.
-// The reader hands a request to the runner parked last, whose stack is the
-// most likely to be warm.
-type runner struct {
-	next chan *request // the next request; nil tells the runner to exit
-	tick uint64        // the reaper tick at which it last parked
-}
-
-// In goroutine-per-request mode a runner parked for between one and two
-// idleTimeouts exits. At most MaxInFlight runners exist at once.
+// In goroutine-per-request mode each request runs on a runner: a goroutine
+// that, once its request is done, parks on the DeMux's next channel for
+// another, so that a busy DeMux reuses goroutines, and the stacks they have
+// grown, instead of starting one per request (a fresh goroutine's stack
+// grows on every request, which cost about a fifth of the CPU at 256
+// concurrent callers). The reader hands a request to a parked runner if
+// the books say one is parked, and starts a runner otherwise; at most
+// MaxInFlight runners exist at once. Every idleTimeout, as many runners as
+// stayed parked through the whole period are told to exit.
 const idleTimeout = 5 * time.Second
 
 // New returns a DeMux that will serve h over rwc once Serve is called. The
@@ -90,8 +85,13 @@ func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 		active:   make(map[uint64]*request),
 		notifies: make(map[*request]struct{}),
 	}
+	// Sends on either channel never block: each holds as many requests as
+	// may be in flight, and next also takes the nils that stop runners,
+	// no more than are parked.
 	if d.workers > 0 {
 		d.jobs = make(chan *request, cfg.maxInFlight)
+	} else {
+		d.next = make(chan *request, cfg.maxInFlight)
 	}
 	d.base, d.cancel = context.WithCancel(context.Background())
 	return d
@@ -129,11 +129,11 @@ func (d *DeMux) Serve() error {
 	d.stop()
 	d.mu.Lock()
 	d.ended = true
-	parked := d.runners
-	d.runners = nil
+	parked := d.parked
+	d.parked, d.minIdle = 0, 0
 	d.mu.Unlock()
-	for _, w := range parked {
-		w.next <- nil
+	for range parked {
+		d.next <- nil
 	}
 	if d.jobs != nil {
 		close(d.jobs) // the reader, the only sender, has returned
@@ -299,11 +299,10 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	}
 	d.running++
 	stopped := d.stopped
-	var w *runner
-	if n := len(d.runners); n > 0 {
-		w = d.runners[n-1]
-		d.runners[n-1] = nil
-		d.runners = d.runners[:n-1]
+	handOff := d.parked > 0
+	if handOff {
+		d.parked--
+		d.minIdle = min(d.minIdle, d.parked)
 	}
 	d.mu.Unlock()
 	if stopped {
@@ -312,11 +311,11 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	switch {
 	case d.jobs != nil:
 		d.jobs <- r // never blocks: jobs holds limit requests
-	case w != nil:
-		w.next <- r // never blocks: a parked runner's next is empty
+	case handOff:
+		d.next <- r
 	default:
 		d.wg.Add(1)
-		go d.serveLoop(&runner{next: make(chan *request, 1)}, r)
+		go d.runner(r)
 	}
 	return nil
 }
@@ -345,17 +344,16 @@ func (d *DeMux) free(r *request) {
 func (d *DeMux) work() {
 	defer d.wg.Done()
 	for r := range d.jobs {
-		d.run(r, nil)
+		d.run(r, false)
 	}
 }
 
-// serveLoop is runner w: it runs r, then each request handed to it while
-// it was parked, until it is told to exit or is not parked because Serve
-// is ending.
-func (d *DeMux) serveLoop(w *runner, r *request) {
+// runner runs r, then each request handed to it while it was parked, until
+// it is told to exit or is not parked because Serve is ending.
+func (d *DeMux) runner(r *request) {
 	defer d.wg.Done()
-	for r != nil && d.run(r, w) {
-		r = <-w.next
+	for r != nil && d.run(r, true) {
+		r = <-d.next
 	}
 }
 
@@ -374,28 +372,22 @@ func (d *DeMux) reap() {
 	}
 }
 
-// reapParked counts a tick and tells the runners parked since before the
-// previous tick to exit. The stack of runners is in the order they parked,
-// so those are at its bottom.
+// reapParked tells as many runners to exit as stayed parked through the
+// whole period since the last call: they were not needed.
 func (d *DeMux) reapParked() {
 	d.mu.Lock()
-	d.tick++
-	n := 0
-	for n < len(d.runners) && d.runners[n].tick+1 < d.tick {
-		n++
-	}
-	idle := slices.Clone(d.runners[:n])
-	d.runners = slices.Delete(d.runners, 0, n)
+	n := d.minIdle
+	d.parked -= n
+	d.minIdle = d.parked
 	d.mu.Unlock()
-	for _, w := range idle {
-		w.next <- nil
+	for range n {
+		d.next <- nil
 	}
 }
 
-// run calls the handler, sends the reply and retires r. For runner w it
-// reports whether w is parked for another request; a pool worker passes a
-// nil w.
-func (d *DeMux) run(r *request, w *runner) bool {
+// run calls the handler, sends the reply and retires r. For a runner it
+// reports whether the runner is parked for another request.
+func (d *DeMux) run(r *request, isRunner bool) bool {
 	if err := r.ctx.Err(); err != nil {
 		// Canceled, timed out or closed while it waited for a worker: the
 		// handler is not run, and only an expired deadline is answered.
@@ -415,7 +407,7 @@ func (d *DeMux) run(r *request, w *runner) bool {
 			d.reply(r, res, err)
 		}
 	}
-	return d.retire(r, w)
+	return d.retire(r, isRunner)
 }
 
 // call runs the handler, turning a panic into a CodePanic error.
@@ -475,9 +467,9 @@ func remoteError(err error) *frame.RemoteError {
 }
 
 // retire removes a finished request from the books and frees its slot,
-// and parks runner w, if any, unless Serve is ending. It reports whether w
-// was parked.
-func (d *DeMux) retire(r *request, w *runner) bool {
+// and for a runner counts it parked unless Serve is ending. It reports
+// whether the runner is parked.
+func (d *DeMux) retire(r *request, isRunner bool) bool {
 	d.mu.Lock()
 	if r.XID != 0 {
 		delete(d.active, r.XID)
@@ -496,10 +488,9 @@ func (d *DeMux) retire(r *request, w *runner) bool {
 			close(d.idle)
 		}
 	}
-	parked := w != nil && !d.ended
+	parked := isRunner && !d.ended
 	if parked {
-		w.tick = d.tick
-		d.runners = append(d.runners, w)
+		d.parked++
 	}
 	d.mu.Unlock()
 	d.free(r)

@@ -18,14 +18,14 @@ import (
 func (d *DeMux) parkedRunners() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.runners)
+	return d.parked
 }
 
-// runnerGoroutines counts the goroutines running serveLoop.
+// runnerGoroutines counts the runners.
 func runnerGoroutines() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "demux.(*DeMux).serveLoop(")
+	return strings.Count(string(buf), "demux.(*DeMux).runner(")
 }
 
 // waitFor yields until cond holds. Runners park and exit just after the

@@ -63,6 +63,10 @@ var encoderPool = sync.Pool{New: func() any {
 // Payload, releasing any payload f held before. On error f has no payload.
 func (f *Frame) EncodePayload(v any) error {
 	f.Release()
+	if b, ok := v.([]byte); ok {
+		f.encodeBytes(b)
+		return nil
+	}
 	s := encoderPool.Get().(*encoderState)
 	s.w.buf = getBuffer(s.hint)
 	s.w.buf.b = s.w.buf.b[:0]
@@ -107,6 +111,9 @@ var decoderPool = sync.Pool{New: func() any {
 func DecodePayload(b []byte, v any) (err error) {
 	if len(b) == 0 {
 		b = nilPayload
+	}
+	if p, ok := v.(*[]byte); ok && p != nil && decodeBytes(b, p) {
+		return nil
 	}
 	s := decoderPool.Get().(*decoderState)
 	if err := s.check(b); err != nil {
