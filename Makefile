@@ -12,11 +12,13 @@ BENCHCOUNT  ?= 3
 demo:
 	$(GO) run ./cmd/muxdemo
 
-## test: vet, gofmt check, every test under the race detector and once more
-## without it (allocation and memory budgets only run there), every benchmark once
+## test: vet, gofmt check, every test under the race detector, once more
+## without it (allocation and memory budgets only run there), once with
+## released buffers poisoned (a use after release fails), every benchmark once
 test: vet fmt-check
 	$(GO) test -race -count=1 -timeout 10m ./...
 	$(GO) test -count=1 -timeout 10m ./...
+	$(GO) test -tags muxrpc_poison -count=1 -timeout 10m ./...
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 10m ./...
 
 vet:

@@ -392,11 +392,10 @@ func (d *DeMux) run(r *request, isRunner bool) bool {
 		// Canceled, timed out or closed while it waited for a worker: the
 		// handler is not run, and only an expired deadline is answered.
 		if !r.Notify && !r.ctx.canceledByPeer() && d.base.Err() == nil {
-			d.reply(r, nil, err)
+			d.reply(r, err)
 		}
 	} else {
-		res, err := d.call(r)
-		r.f.Release()
+		err := d.call(r)
 		r.payload = nil
 		switch {
 		case r.Notify:
@@ -404,38 +403,41 @@ func (d *DeMux) run(r *request, isRunner bool) bool {
 				d.log.Debug("muxrpc notification handler failed", "method", r.Method, "err", err)
 			}
 		case !r.ctx.canceledByPeer():
-			d.reply(r, res, err)
+			d.reply(r, err)
 		}
 	}
 	return d.retire(r, isRunner)
 }
 
-// call runs the handler, turning a panic into a CodePanic error.
-func (d *DeMux) call(r *request) (res any, err error) {
+// call runs the handler and, for a request that wants a reply, encodes its
+// result into r.f, replacing the request's payload only once the result is
+// encoded, as it may refer to it (see Request.Bytes). A panic becomes a
+// CodePanic error.
+func (d *DeMux) call(r *request) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			res, err = nil, &frame.RemoteError{
+			err = &frame.RemoteError{
 				Code:    frame.CodePanic,
 				Message: fmt.Sprint(p),
 				Trace:   string(debug.Stack()),
 			}
 		}
 	}()
-	return d.handler.ServeRPC(r.ctx, &r.Request)
+	out := &r.f
+	if r.Notify {
+		out = nil
+	}
+	return serve(r.ctx, d.handler, &r.Request, out)
 }
 
-// reply sends the handler's outcome to the caller, in the frame the request
-// came in.
-func (d *DeMux) reply(r *request, res any, err error) {
+// reply sends the outcome of a request to the caller: r.f holds the
+// encoded result if err is nil, and is reused for the reply.
+func (d *DeMux) reply(r *request, err error) {
 	f := &r.f
-	f.Release()
-	*f = frame.Frame{Type: frame.TypeResponse, XID: r.XID}
 	if err == nil {
-		if encErr := f.EncodePayload(res); encErr != nil {
-			err = &frame.RemoteError{Code: frame.CodeInternal, Message: "result of " + r.Method + ": " + encErr.Error()}
-		}
-	}
-	if err != nil {
+		f.KeepPayload(frame.TypeResponse, r.XID)
+	} else {
+		f.Release()
 		*f = frame.Frame{Type: frame.TypeError, XID: r.XID, Err: remoteError(err)}
 	}
 	err = d.conn.Send(d.base, f)

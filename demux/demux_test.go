@@ -1,6 +1,7 @@
 package demux_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -287,4 +288,77 @@ func TestGoroutinesAreReusedAndStopped(t *testing.T) {
 		require.NoError(t, p.Mux.Call(context.Background(), "echo", fmt.Sprint(i), &s))
 		require.Equal(t, fmt.Sprint(i), s)
 	}
+}
+
+func TestRequestBytesEchoesWithoutCopying(t *testing.T) {
+	// Many calls at once with distinct payloads: a reply encoded from a
+	// request buffer after its release would come back with another call's
+	// bytes, or, built with -tags muxrpc_poison (make test runs that), with
+	// the poison that released buffers are overwritten with.
+	h := demux.HandlerFunc(func(_ context.Context, req *demux.Request) (any, error) {
+		b, err := req.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		return b[len(b)/2:], nil // a part of the request's bytes
+	})
+	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+		p := rpctest.Start(t, kind, h, nil)
+		errs := make(chan error, 64)
+		for i := range 64 {
+			go func() {
+				errs <- func() error {
+					in := bytes.Repeat([]byte{byte(i)}, 2+i*997)
+					var out []byte
+					for range 20 {
+						if err := p.Mux.Call(t.Context(), "echo", in, &out); err != nil {
+							return err
+						}
+						if !bytes.Equal(in[len(in)/2:], out) {
+							return fmt.Errorf("caller %d: reply of %d bytes is not its request's tail", i, len(out))
+						}
+					}
+					return nil
+				}()
+			}()
+		}
+		for range 64 {
+			require.NoError(t, <-errs)
+		}
+
+		var s string
+		require.NoError(t, p.Mux.Call(t.Context(), "echo", "abcdef", &s))
+		assert.Equal(t, "def", s)
+
+		err := p.Mux.Call(t.Context(), "echo", 42, nil)
+		var re *frame.RemoteError
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, frame.CodeBadRequest, re.Code)
+		assert.Contains(t, re.Message, "not a single byte string")
+	})
+}
+
+func TestFuncResultThroughMiddleware(t *testing.T) {
+	type sum struct{ A, B int }
+	add := demux.Func(func(_ context.Context, s sum) (int, error) { return s.A + s.B, nil })
+	var seen any
+	logged := demux.HandlerFunc(func(ctx context.Context, req *demux.Request) (any, error) {
+		res, err := add.ServeRPC(ctx, req) // a wrapper sees the typed result
+		seen = res
+		return res, err
+	})
+	router := demux.NewRouter()
+	router.Handle("add", add)
+	router.Handle("logged", logged)
+	p := rpctest.Start(t, transport.Pipe, router, nil)
+	for _, method := range []string{"add", "logged"} {
+		var got int
+		require.NoError(t, p.Mux.Call(t.Context(), method, sum{2, 3}, &got), method)
+		assert.Equal(t, 5, got, method)
+	}
+	assert.Equal(t, 5, seen)
+	err := p.Mux.Call(t.Context(), "add", "not a sum", nil)
+	var re *frame.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, frame.CodeBadRequest, re.Code)
 }

@@ -40,6 +40,24 @@ func (r *Request) Decode(v any) error {
 	return nil
 }
 
+// Bytes returns the request's argument when it is a byte string (msgpack
+// bin or str, as a []byte or string argument is sent) or nil, without
+// copying it: the slice refers to the request's own bytes, so it is valid
+// only until ServeRPC returns and must not be modified. A handler may
+// return it, or a part of it, as its result, as results are encoded before
+// those bytes are reused; it must copy what it keeps. Any other argument
+// gives a *frame.RemoteError with CodeBadRequest, as Decode does.
+func (r *Request) Bytes() ([]byte, error) {
+	b, err := frame.PayloadBytes(r.payload)
+	if err != nil {
+		return nil, &frame.RemoteError{
+			Code:    frame.CodeBadRequest,
+			Message: fmt.Sprintf("arguments of %q: %v", r.Method, err),
+		}
+	}
+	return b, nil
+}
+
 // Handler serves requests.
 //
 // ServeRPC is called once per request, on a pool worker or a goroutine of
@@ -60,6 +78,38 @@ type Handler interface {
 	ServeRPC(ctx context.Context, req *Request) (any, error)
 }
 
+// encoder is a Handler that encodes its own result into the reply frame,
+// which lets Func hand over a typed result without boxing it into an any.
+// Router is one, so that it passes the saving on.
+type encoder interface {
+	Handler
+	// serveEncoded serves req like ServeRPC and, if out is not nil and the
+	// handler succeeds, encodes the result into out.
+	serveEncoded(ctx context.Context, req *Request, out *frame.Frame) error
+}
+
+// serve runs h for req and, if out is not nil and h succeeds, encodes the
+// result into out.
+func serve(ctx context.Context, h Handler, req *Request, out *frame.Frame) error {
+	if e, ok := h.(encoder); ok {
+		return e.serveEncoded(ctx, req, out)
+	}
+	res, err := h.ServeRPC(ctx, req)
+	if err != nil || out == nil {
+		return err
+	}
+	return encodeResult(out, req.Method, res)
+}
+
+// encodeResult encodes v, a result of method, into f. A result that msgpack
+// cannot encode is the server's fault: CodeInternal.
+func encodeResult(f *frame.Frame, method string, v any) error {
+	if err := f.EncodePayload(v); err != nil {
+		return &frame.RemoteError{Code: frame.CodeInternal, Message: "result of " + method + ": " + err.Error()}
+	}
+	return nil
+}
+
 // HandlerFunc lets an ordinary function be a Handler.
 type HandlerFunc func(ctx context.Context, req *Request) (any, error)
 
@@ -73,24 +123,57 @@ func (f HandlerFunc) ServeRPC(ctx context.Context, req *Request) (any, error) {
 // calling fn) and fn's R is the result.
 func Func[A, R any](fn func(ctx context.Context, args A) (R, error)) Handler {
 	// Arguments are decoded into pooled values and passed on by value, so
-	// decoding does not allocate the A itself.
-	pool := sync.Pool{New: func() any { return new(A) }}
-	return HandlerFunc(func(ctx context.Context, req *Request) (any, error) {
-		p := pool.Get().(*A)
-		err := req.Decode(p)
-		args := *p
-		var zero A
-		*p = zero
-		pool.Put(p)
-		if err != nil {
-			return nil, err
-		}
-		res, err := fn(ctx, args)
-		if err != nil {
-			return nil, err
-		}
-		return res, nil
-	})
+	// decoding does not allocate the A itself; results are encoded from
+	// pooled values, which saves boxing them into an any.
+	return &funcHandler[A, R]{
+		fn:      fn,
+		args:    sync.Pool{New: func() any { return new(A) }},
+		results: sync.Pool{New: func() any { return new(R) }},
+	}
+}
+
+type funcHandler[A, R any] struct {
+	fn      func(ctx context.Context, args A) (R, error)
+	args    sync.Pool // of *A
+	results sync.Pool // of *R
+}
+
+// call decodes the arguments and calls fn.
+func (h *funcHandler[A, R]) call(ctx context.Context, req *Request) (R, error) {
+	p := h.args.Get().(*A)
+	err := req.Decode(p)
+	args := *p
+	var zero A
+	*p = zero
+	h.args.Put(p)
+	if err != nil {
+		var none R
+		return none, err
+	}
+	return h.fn(ctx, args)
+}
+
+// ServeRPC implements Handler.
+func (h *funcHandler[A, R]) ServeRPC(ctx context.Context, req *Request) (any, error) {
+	res, err := h.call(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (h *funcHandler[A, R]) serveEncoded(ctx context.Context, req *Request, out *frame.Frame) error {
+	res, err := h.call(ctx, req)
+	if err != nil || out == nil {
+		return err
+	}
+	p := h.results.Get().(*R)
+	*p = res
+	err = encodeResult(out, req.Method, p) // a *R encodes as its R does
+	var zero R
+	*p = zero
+	h.results.Put(p)
+	return err
 }
 
 // Router is a Handler that sends each request to the Handler registered
@@ -136,10 +219,19 @@ func (r *Router) Handle(method string, h Handler) {
 func (r *Router) ServeRPC(ctx context.Context, req *Request) (any, error) {
 	h, ok := (*r.handlers.Load())[req.Method]
 	if !ok {
-		return nil, &frame.RemoteError{
-			Code:    frame.CodeNoMethod,
-			Message: fmt.Sprintf("no method %q", req.Method),
-		}
+		return nil, noMethod(req.Method)
 	}
 	return h.ServeRPC(ctx, req)
+}
+
+func (r *Router) serveEncoded(ctx context.Context, req *Request, out *frame.Frame) error {
+	h, ok := (*r.handlers.Load())[req.Method]
+	if !ok {
+		return noMethod(req.Method)
+	}
+	return serve(ctx, h, req, out)
+}
+
+func noMethod(method string) error {
+	return &frame.RemoteError{Code: frame.CodeNoMethod, Message: fmt.Sprintf("no method %q", method)}
 }

@@ -42,6 +42,12 @@ func putBuffer(buf *buffer) {
 	if k < minBufferClass || k > maxBufferClass {
 		return
 	}
+	if poisonReleased {
+		b := buf.b[:cap(buf.b)]
+		for i := range b {
+			b[i] = 0xdd
+		}
+	}
 	buf.b = buf.b[:0]
 	bufferPools[k].Put(buf)
 }

@@ -1,6 +1,9 @@
 package frame
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // The payloads of many calls are a single byte string. These fast paths
 // encode a []byte and decode into a *[]byte without the msgpack encoder or
@@ -19,13 +22,12 @@ func binHeaderLen(n int) int {
 	return 5
 }
 
-// encodeBytes makes b, msgpack-encoded, f's payload.
-func (f *Frame) encodeBytes(b []byte) {
+// encodeBytes returns b, msgpack-encoded, in a pooled buffer.
+func encodeBytes(b []byte) *buffer {
 	if b == nil {
 		buf := getBuffer(1)
 		buf.b[0] = 0xc0
-		f.Payload, f.buf = buf.b, buf
-		return
+		return buf
 	}
 	h := binHeaderLen(len(b))
 	buf := getBuffer(h + len(b))
@@ -41,24 +43,38 @@ func (f *Frame) encodeBytes(b []byte) {
 		binary.BigEndian.PutUint32(p[1:], uint32(len(b)))
 	}
 	copy(p[h:], b)
-	f.Payload, f.buf = p, buf
+	return buf
 }
 
 // decodeBytes decodes p into *v if p is exactly one nil, str or bin value,
 // reusing *v's capacity as msgpack does; it reports false, leaving *v
 // alone, for anything else.
 func decodeBytes(p []byte, v *[]byte) bool {
-	if len(p) == 0 {
+	b, ok := byteString(p)
+	switch {
+	case !ok:
 		return false
+	case b == nil:
+		*v = nil
+	case len(b) == 0 && *v == nil:
+		*v = []byte{} // msgpack gives an empty, non-nil slice
+	default:
+		*v = append((*v)[:0], b...)
+	}
+	return true
+}
+
+// byteString returns the bytes of the str or bin value that is all of p,
+// as a part of p, or nil if p is msgpack nil; ok is false for anything
+// else.
+func byteString(p []byte) (b []byte, ok bool) {
+	if len(p) == 0 {
+		return nil, false
 	}
 	var n, h int
 	switch c := p[0]; {
 	case c == 0xc0:
-		if len(p) != 1 {
-			return false
-		}
-		*v = nil
-		return true
+		return nil, len(p) == 1
 	case c >= 0xa0 && c <= 0xbf: // fixstr
 		n, h = int(c&0x1f), 1
 	case (c == 0xc4 || c == 0xd9) && len(p) >= 2: // bin 8, str 8
@@ -68,15 +84,25 @@ func decodeBytes(p []byte, v *[]byte) bool {
 	case (c == 0xc6 || c == 0xdb) && len(p) >= 5: // bin 32, str 32
 		n, h = int(binary.BigEndian.Uint32(p[1:])), 5
 	default:
-		return false
+		return nil, false
 	}
 	if len(p)-h != n {
-		return false
+		return nil, false
 	}
-	if *v == nil && n == 0 {
-		*v = []byte{} // msgpack gives an empty, non-nil slice
-		return true
+	return p[h:len(p):len(p)], true
+}
+
+// PayloadBytes returns the byte string a payload holds, without copying:
+// the result is a part of p (nil for a msgpack nil; an empty p reads as nil,
+// as DecodePayload has it). A payload that is not exactly one bin, str or
+// nil value gives an error wrapping ErrMalformed.
+func PayloadBytes(p []byte) ([]byte, error) {
+	if len(p) == 0 {
+		return nil, nil
 	}
-	*v = append((*v)[:0], p[h:]...)
-	return true
+	b, ok := byteString(p)
+	if !ok {
+		return nil, fmt.Errorf("%w: payload is not a single byte string", ErrMalformed)
+	}
+	return b, nil
 }

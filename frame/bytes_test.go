@@ -19,8 +19,17 @@ func TestEncodeBytesMatchesMsgpack(t *testing.T) {
 		var f Frame
 		require.NoError(t, f.EncodePayload(b))
 		assert.Equal(t, want, f.Payload, "%d bytes (nil: %v)", len(b), b == nil)
+		require.NoError(t, f.EncodePayload(&b))
+		assert.Equal(t, want, f.Payload, "*[]byte of %d bytes (nil: %v)", len(b), b == nil)
 		f.Release()
 	}
+}
+
+func TestEncodeNilBytesPointer(t *testing.T) {
+	var f Frame
+	require.NoError(t, f.EncodePayload((*[]byte)(nil)))
+	assert.Equal(t, []byte{0xc0}, f.Payload)
+	f.Release()
 }
 
 func TestDecodeBytesMatchesMsgpack(t *testing.T) {

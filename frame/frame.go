@@ -137,6 +137,13 @@ func (f *Frame) Release() {
 	f.Payload = nil
 }
 
+// KeepPayload makes f a new frame of type typ for xid that keeps f's
+// payload and its ownership, with every other field zero: a server
+// answers in the frame its request came in.
+func (f *Frame) KeepPayload(typ Type, xid uint64) {
+	*f = Frame{Type: typ, XID: xid, Payload: f.Payload, buf: f.buf}
+}
+
 // String describes the frame for logs, without its payload bytes.
 func (f *Frame) String() string {
 	s := fmt.Sprintf("%v xid=%d", f.Type, f.XID)

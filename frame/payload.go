@@ -60,25 +60,35 @@ var encoderPool = sync.Pool{New: func() any {
 }}
 
 // EncodePayload encodes v as msgpack into a pooled buffer and makes it f's
-// Payload, releasing any payload f held before. On error f has no payload.
+// Payload, then releases the payload f held before, so v may refer to f's
+// own payload bytes. On error f has no payload.
 func (f *Frame) EncodePayload(v any) error {
+	var buf *buffer
+	switch b := v.(type) {
+	case []byte:
+		buf = encodeBytes(b)
+	case *[]byte:
+		if b == nil {
+			buf = encodeBytes(nil)
+		} else {
+			buf = encodeBytes(*b)
+		}
+	default:
+		s := encoderPool.Get().(*encoderState)
+		s.w.buf = getBuffer(s.hint)
+		s.w.buf.b = s.w.buf.b[:0]
+		err := s.enc.Encode(v)
+		buf = s.w.buf
+		s.w.buf = nil
+		s.hint = min(len(buf.b), maxEncodeHint)
+		encoderPool.Put(s)
+		if err != nil {
+			putBuffer(buf)
+			f.Release()
+			return fmt.Errorf("frame: encoding payload: %w", err)
+		}
+	}
 	f.Release()
-	if b, ok := v.([]byte); ok {
-		f.encodeBytes(b)
-		return nil
-	}
-	s := encoderPool.Get().(*encoderState)
-	s.w.buf = getBuffer(s.hint)
-	s.w.buf.b = s.w.buf.b[:0]
-	err := s.enc.Encode(v)
-	buf := s.w.buf
-	s.w.buf = nil
-	s.hint = min(len(buf.b), maxEncodeHint)
-	encoderPool.Put(s)
-	if err != nil {
-		putBuffer(buf)
-		return fmt.Errorf("frame: encoding payload: %w", err)
-	}
 	f.Payload, f.buf = buf.b, buf
 	return nil
 }

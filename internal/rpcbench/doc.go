@@ -6,8 +6,11 @@
 //	BenchmarkCall/<system>/<transport>/<payload>/<callers>
 //
 // where system is muxrpc (a mux.Mux calling a demux.DeMux with default
-// options: a goroutine per request), muxrpc-workers (the same with
-// demux.Workers(64)) or netrpc (Go's net/rpc with gob, as a baseline);
+// options: a goroutine per request; the handler echoes Request.Bytes, the
+// argument's bytes without a copy), muxrpc-func (the same with a typed
+// demux.Func handler, which decodes the argument into a new []byte),
+// muxrpc-workers (muxrpc with demux.Workers(64)) or netrpc (Go's net/rpc
+// with gob, as a baseline);
 // transport is mem (net.Pipe) or tcp (loopback), both from
 // internal/transport; payload is a []byte of 16 B or 4 KiB echoed back; and
 // callers is the number of goroutines calling at once. b.N is the total

@@ -296,7 +296,7 @@ func measureIdle(kind transport.Kind, pairs int) (idleStats, error) {
 	g0 := runtime.NumGoroutine()
 	readMem(&before)
 	for range pairs {
-		c, err := startMuxrpc(kind)
+		c, err := startMuxrpc(kind, echoBytes)
 		if err != nil {
 			return s, errors.Join(err, closeAll())
 		}

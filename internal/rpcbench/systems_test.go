@@ -31,25 +31,40 @@ type system struct {
 
 // systems are the columns of BenchmarkCall.
 var systems = []system{
-	{"muxrpc", func(kind transport.Kind) (*echoClient, error) { return startMuxrpc(kind) }},
+	{"muxrpc", func(kind transport.Kind) (*echoClient, error) { return startMuxrpc(kind, echoBytes) }},
+	{"muxrpc-func", func(kind transport.Kind) (*echoClient, error) { return startMuxrpc(kind, echoFunc) }},
 	{"muxrpc-workers", func(kind transport.Kind) (*echoClient, error) {
-		return startMuxrpc(kind, demux.Workers(64))
+		return startMuxrpc(kind, echoBytes, demux.Workers(64))
 	}},
 	{"netrpc", startNetrpc},
 }
 
-// startMuxrpc connects a mux.Mux to a demux.DeMux serving "echo" over a
-// fresh pair of streams of the given kind.
-func startMuxrpc(kind transport.Kind, opts ...demux.Option) (*echoClient, error) {
+// echoBytes echoes its argument without copying it (Request.Bytes): what
+// a server that passes bytes through would write.
+var echoBytes = demux.HandlerFunc(func(_ context.Context, req *demux.Request) (any, error) {
+	return req.Bytes()
+})
+
+// echoFunc is the typed way: the argument is decoded into a new []byte.
+var echoFunc = demux.Func(func(_ context.Context, b []byte) ([]byte, error) {
+	return b, nil
+})
+
+// muxrpcEcho routes the method "echo" to h.
+func muxrpcEcho(h demux.Handler) *demux.Router {
+	r := demux.NewRouter()
+	r.Handle("echo", h)
+	return r
+}
+
+// startMuxrpc connects a mux.Mux to a demux.DeMux serving echo with h over
+// a fresh pair of streams of the given kind.
+func startMuxrpc(kind transport.Kind, echo demux.Handler, opts ...demux.Option) (*echoClient, error) {
 	cconn, sconn, err := transport.Pair(kind)
 	if err != nil {
 		return nil, err
 	}
-	router := demux.NewRouter()
-	router.Handle("echo", demux.Func(func(_ context.Context, b []byte) ([]byte, error) {
-		return b, nil
-	}))
-	d := demux.New(sconn, router, opts...)
+	d := demux.New(sconn, muxrpcEcho(echo), opts...)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
 	m := mux.New(cconn)
