@@ -15,13 +15,16 @@ import (
 // bytes after its preface: every call must finish, with its reply or an
 // error, once the stream ends, and nothing may panic or stay behind.
 func FuzzMux(f *testing.F) {
-	f.Add(rpctest.Frames(rpctest.Response(1, "one"), rpctest.Response(2, 2), rpctest.Response(3, nil)))
-	f.Add(rpctest.Frames(rpctest.Response(2, "two"), frame.Frame{Type: frame.TypeError, XID: 1,
+	// A fresh Mux's first calls get slots 1, 2 and 3, each on its first use
+	// (see PROTOCOL.md, section 13).
+	const x1, x2, x3 = 1<<32 | 1, 1<<32 | 2, 1<<32 | 3
+	f.Add(rpctest.Frames(rpctest.Response(x1, "one"), rpctest.Response(x2, 2), rpctest.Response(x3, nil)))
+	f.Add(rpctest.Frames(rpctest.Response(x2, "two"), frame.Frame{Type: frame.TypeError, XID: x1,
 		Err: &frame.RemoteError{Code: frame.CodePanic, Message: "boom", Trace: "stack"}}))
 	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{Code: frame.CodeShutdown}},
-		rpctest.Response(3, []any{1, "x"})))
-	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeResponse, XID: 1, Payload: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}))
-	f.Add(rpctest.Frames(rpctest.Response(99, "stray"), rpctest.Request(1, "x", nil)))
+		rpctest.Response(x3, []any{1, "x"})))
+	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeResponse, XID: x1, Payload: []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}))
+	f.Add(rpctest.Frames(rpctest.Response(99, "stray"), rpctest.Request(x1, "x", nil)))
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, s, err := channel.Pipe()

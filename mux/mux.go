@@ -26,8 +26,7 @@ type Mux struct {
 	readerDone chan struct{}
 
 	mu      sync.Mutex
-	pending map[uint64]*Call // calls waiting for a reply, by xid
-	lastXID uint64
+	pending pendingTable // calls waiting for a reply, by xid
 	err     error // set once the Mux can take no new calls
 }
 
@@ -43,7 +42,6 @@ func New(rwc io.ReadWriteCloser, opts ...Option) *Mux {
 	m := &Mux{
 		conn:       channel.New(rwc, cfg),
 		readerDone: make(chan struct{}),
-		pending:    make(map[uint64]*Call),
 	}
 	go func() {
 		defer close(m.readerDone)
@@ -157,10 +155,8 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		return err
 	}
 	if typ == frame.TypeRequest {
-		m.lastXID++
-		c.xid = m.lastXID
+		c.xid = m.pending.add(c)
 		f.XID = c.xid
-		m.pending[c.xid] = c
 	}
 	m.mu.Unlock()
 	err := m.conn.Send(ctx, f) // from here on, the reply may arrive in f
@@ -190,7 +186,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.pending[c.xid] != c {
+	if m.pending.get(c.xid) != c {
 		return // already finished
 	}
 	c.stop = context.AfterFunc(ctx, func() {
@@ -206,10 +202,10 @@ func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 func (m *Mux) unregister(c *Call) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.pending[c.xid] != c {
+	if m.pending.get(c.xid) != c {
 		return false
 	}
-	delete(m.pending, c.xid)
+	m.pending.remove(c.xid)
 	return true
 }
 
@@ -230,10 +226,7 @@ func (m *Mux) handle(f *frame.Frame) error {
 	switch f.Type {
 	case frame.TypeResponse, frame.TypeError:
 		m.mu.Lock()
-		c := m.pending[f.XID]
-		if c != nil {
-			delete(m.pending, f.XID)
-		}
+		c := m.pending.remove(f.XID)
 		m.mu.Unlock()
 		if c == nil { // its caller gave up; drop the late reply
 			f.Release()
@@ -269,8 +262,7 @@ func (m *Mux) fail(cause error) {
 	if m.err == nil { // a GOAWAY's reason, if any, stays the one new calls see
 		m.err = err
 	}
-	pending := m.pending
-	m.pending = make(map[uint64]*Call)
+	pending := m.pending.takeAll()
 	m.mu.Unlock()
 	for _, c := range pending {
 		c.err = err

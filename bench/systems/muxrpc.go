@@ -12,31 +12,52 @@ import (
 )
 
 // Muxrpc is a mux.Mux calling a demux.DeMux. Workers is passed to
-// demux.Workers; zero means the default, a goroutine per request.
-type Muxrpc struct{ Workers int }
+// demux.Workers; zero means the default, a goroutine per request. Typed
+// makes the echo handler a demux.Func, which decodes the argument into a
+// new []byte; otherwise it returns Request.Bytes, the argument's bytes
+// without a copy, as the pass-through codecs of grpc, drpc and arpc do.
+type Muxrpc struct {
+	Workers int
+	Typed   bool
+}
 
 // Name implements System.
 func (m Muxrpc) Name() string {
-	if m.Workers > 0 {
+	switch {
+	case m.Workers > 0:
 		return "muxrpc-workers"
+	case m.Typed:
+		return "muxrpc-func"
 	}
 	return "muxrpc"
 }
 
 // Note implements System.
 func (m Muxrpc) Note() string {
+	s := "mux.Mux → demux.DeMux, default options (a goroutine per request)"
 	if m.Workers > 0 {
-		return fmt.Sprintf("mux.Mux → demux.DeMux with demux.Workers(%d); msgpack []byte, reply decoded into the caller's buffer", m.Workers)
+		s = fmt.Sprintf("mux.Mux → demux.DeMux with demux.Workers(%d)", m.Workers)
 	}
-	return "mux.Mux → demux.DeMux, default options (a goroutine per request); msgpack []byte, reply decoded into the caller's buffer"
+	if m.Typed {
+		s += "; handler demux.Func(func(ctx, b []byte) ([]byte, error)), which decodes the argument into a new []byte"
+	} else {
+		s += "; handler returns req.Bytes(), the argument's bytes without a copy"
+	}
+	return s + "; msgpack bin payloads, reply decoded into the caller's buffer"
 }
 
 // Start implements System.
 func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 	router := demux.NewRouter()
-	router.Handle("echo", demux.Func(func(_ context.Context, b []byte) ([]byte, error) {
-		return b, nil
-	}))
+	if m.Typed {
+		router.Handle("echo", demux.Func(func(_ context.Context, b []byte) ([]byte, error) {
+			return b, nil
+		}))
+	} else {
+		router.Handle("echo", demux.HandlerFunc(func(_ context.Context, req *demux.Request) (any, error) {
+			return req.Bytes()
+		}))
+	}
 	var opts []demux.Option
 	if m.Workers > 0 {
 		opts = append(opts, demux.Workers(m.Workers))

@@ -39,6 +39,7 @@ func All() []System {
 		Raw{},
 		Raw{Yield: true},
 		Muxrpc{},
+		Muxrpc{Typed: true},
 		Muxrpc{Workers: 64},
 		NetRPC{},
 		GRPC{},
