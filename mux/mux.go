@@ -27,7 +27,7 @@ type Mux struct {
 
 	mu      sync.Mutex
 	pending pendingTable // calls waiting for a reply, by xid
-	err     error // set once the Mux can take no new calls
+	err     error        // set once the Mux can take no new calls
 }
 
 // New starts a Mux over rwc, whose other end must be served by a
