@@ -1,6 +1,7 @@
 package demux_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -187,6 +188,43 @@ func ExampleHandlerFunc() {
 	// upper: "HELLO, WORLD" <nil>
 	// lower: "hello, world" <nil>
 	// title: "" remote: NoMethod: cannot convert to title
+}
+
+// Request.Bytes reads a byte-string argument in place, without the copy
+// Decode makes. The slice is valid until the handler returns, and a result
+// made of it is encoded before its bytes are reused, so a handler that
+// passes bytes through, or a part of them, copies nothing itself.
+func ExampleRequest_Bytes() {
+	firstLine := demux.HandlerFunc(func(_ context.Context, req *demux.Request) (any, error) {
+		b, err := req.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[:i]
+		}
+		return b, nil
+	})
+
+	client, server, err := channel.Pipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	d := demux.New(server, firstLine)
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	defer func() { d.Close(); <-served }()
+	m := mux.New(client)
+	defer m.Close()
+
+	var line []byte
+	err = m.Call(context.Background(), "firstLine", []byte("GET / HTTP/1.1\nHost: example\n"), &line)
+	fmt.Printf("%q %v\n", line, err)
+	err = m.Call(context.Background(), "firstLine", 42, &line)
+	fmt.Println(err)
+	// Output:
+	// "GET / HTTP/1.1" <nil>
+	// remote: BadRequest: arguments of "firstLine": frame: malformed: payload is not a single byte string
 }
 
 // Shutdown stops a server gracefully. It tells the client to send no new
