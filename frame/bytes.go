@@ -31,19 +31,43 @@ func encodeBytes(b []byte) *buffer {
 	}
 	h := binHeaderLen(len(b))
 	buf := getBuffer(h + len(b))
-	p := buf.b
-	switch h {
+	putBinHeader(buf.b[:h], len(b))
+	copy(buf.b[h:], b)
+	return buf
+}
+
+// encodeBytesInPlace makes b, msgpack-encoded, f's payload without copying
+// it, if b is a tail of f's pooled payload with room before it for its bin
+// header, which then overwrites the payload's bytes there. It reports
+// whether it did.
+func (f *Frame) encodeBytesInPlace(b []byte) bool {
+	p := f.Payload
+	if f.buf == nil || len(b) == 0 || len(b) > len(p) || &b[len(b)-1] != &p[len(p)-1] {
+		return false
+	}
+	off := len(p) - len(b) // b is p[off:]
+	h := binHeaderLen(len(b))
+	if off < h {
+		return false
+	}
+	putBinHeader(p[off-h:off], len(b))
+	f.Payload = p[off-h:]
+	return true
+}
+
+// putBinHeader writes the bin header for n bytes into p, which is exactly
+// binHeaderLen(n) long.
+func putBinHeader(p []byte, n int) {
+	switch len(p) {
 	case 2:
-		p[0], p[1] = 0xc4, byte(len(b))
+		p[0], p[1] = 0xc4, byte(n)
 	case 3:
 		p[0] = 0xc5
-		binary.BigEndian.PutUint16(p[1:], uint16(len(b)))
+		binary.BigEndian.PutUint16(p[1:], uint16(n))
 	default:
 		p[0] = 0xc6
-		binary.BigEndian.PutUint32(p[1:], uint32(len(b)))
+		binary.BigEndian.PutUint32(p[1:], uint32(n))
 	}
-	copy(p[h:], b)
-	return buf
 }
 
 // decodeBytes decodes p into *v if p is exactly one nil, str or bin value,

@@ -116,3 +116,45 @@ func orNil(p []byte) []byte {
 }
 
 func head(p []byte) []byte { return p[:min(len(p), 6)] }
+
+func TestEncodeBytesInPlace(t *testing.T) {
+	for _, n := range []int{1, 300, 70000} {
+		in, err := msgpack.Marshal(bytes.Repeat([]byte{'x'}, n))
+		require.NoError(t, err)
+		var f Frame
+		buf := getBuffer(len(in))
+		copy(buf.b, in)
+		f.Payload, f.buf = buf.b, buf
+		b, err := PayloadBytes(f.Payload)
+		require.NoError(t, err)
+
+		// The whole byte string: the same header lands where it was.
+		require.NoError(t, f.EncodePayload(b))
+		assert.Same(t, &buf.b[0], &f.Payload[0], "%d bytes: encoded in place", n)
+		assert.Equal(t, in, f.Payload)
+
+		// A shorter tail: a header of its own, right before it.
+		tail := b[len(b)/2:]
+		want, err := msgpack.Marshal(append([]byte(nil), tail...))
+		require.NoError(t, err)
+		require.NoError(t, f.EncodePayload(tail))
+		assert.Same(t, &buf.b[len(buf.b)-1], &f.Payload[len(f.Payload)-1], "%d bytes: tail encoded in place", n)
+		assert.Equal(t, want, f.Payload)
+		f.Release()
+	}
+
+	// Not a tail, or no room for the header: copied into a new buffer.
+	for _, part := range [][2]int{{2, 7}, {1, 8}, {0, 3}} {
+		var f Frame
+		buf := getBuffer(8)
+		copy(buf.b, []byte{0xc4, 0x06, 1, 2, 3, 4, 5, 6})
+		f.Payload, f.buf = buf.b, buf
+		b := buf.b[part[0]:part[1]]
+		want, err := msgpack.Marshal(append([]byte(nil), b...))
+		require.NoError(t, err)
+		require.NoError(t, f.EncodePayload(b))
+		assert.NotSame(t, buf, f.buf, "bytes %v: copied", part)
+		assert.Equal(t, want, f.Payload, "bytes %v", part)
+		f.Release()
+	}
+}

@@ -61,11 +61,17 @@ var encoderPool = sync.Pool{New: func() any {
 
 // EncodePayload encodes v as msgpack into a pooled buffer and makes it f's
 // Payload, then releases the payload f held before, so v may refer to f's
-// own payload bytes. On error f has no payload.
+// own payload bytes. A []byte that is a tail of f's payload with room
+// before it for its header, as a server's reply in the frame of the request
+// it echoes may be, is encoded where it lies, without a copy.
+// On error f has no payload.
 func (f *Frame) EncodePayload(v any) error {
 	var buf *buffer
 	switch b := v.(type) {
 	case []byte:
+		if f.encodeBytesInPlace(b) {
+			return nil
+		}
 		buf = encodeBytes(b)
 	case *[]byte:
 		if b == nil {
