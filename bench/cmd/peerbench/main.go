@@ -46,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		rounds     = fs.Int("rounds", 5, "runs of each key cell, interleaved across systems")
 		maxFlight  = fs.String("maxinflight", "512MiB", "skip cells whose payload × callers exceeds this")
 		outDir     = fs.String("out", "../docs/peers", "directory for the markdown report and the SVG charts")
-		name       = fs.String("name", "", "report file name in -out (default results.md, or results-full.md for the whole matrix with a -duration under 1s)")
+		name       = fs.String("name", "", "report file name in -out (default results.md with -quick, results-full.md without)")
 		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		quiet      = fs.Bool("q", false, "no progress lines on stderr")
 	)
@@ -107,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	file := *name
 	if file == "" {
 		file = "results.md"
-		if !*quick && plan.Duration < time.Second {
+		if !*quick {
 			file = "results-full.md"
 		}
 	}
