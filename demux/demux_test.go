@@ -362,3 +362,25 @@ func TestFuncResultThroughMiddleware(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodeBadRequest, re.Code)
 }
+
+func TestUnencodableResultIsAnInternalError(t *testing.T) {
+	router := demux.NewRouter()
+	router.Handle("plain", demux.HandlerFunc(func(context.Context, *demux.Request) (any, error) {
+		return make(chan int), nil
+	}))
+	router.Handle("typed", demux.Func(func(context.Context, struct{}) (chan int, error) {
+		return make(chan int), nil
+	}))
+	router.Handle("ok", demux.Func(func(context.Context, struct{}) (int, error) { return 7, nil }))
+	p := rpctest.Start(t, transport.Pipe, router, nil)
+	for _, method := range []string{"plain", "typed"} {
+		err := p.Mux.Call(t.Context(), method, struct{}{}, nil)
+		var re *frame.RemoteError
+		require.ErrorAs(t, err, &re, method)
+		assert.Equal(t, frame.CodeInternal, re.Code, method)
+		assert.Contains(t, re.Message, "result of "+method, method)
+	}
+	var n int
+	require.NoError(t, p.Mux.Call(t.Context(), "ok", nil, &n), "the stream is still usable")
+	assert.Equal(t, 7, n)
+}
