@@ -384,3 +384,19 @@ func TestUnencodableResultIsAnInternalError(t *testing.T) {
 	require.NoError(t, p.Mux.Call(t.Context(), "ok", nil, &n), "the stream is still usable")
 	assert.Equal(t, 7, n)
 }
+
+func TestNotifyReachesATypedHandler(t *testing.T) {
+	got := make(chan string, 1)
+	router := demux.NewRouter()
+	router.Handle("note", demux.Func(func(_ context.Context, s string) (string, error) {
+		got <- s
+		return "dropped: a notification gets no reply", nil
+	}))
+	p := rpctest.Start(t, transport.Pipe, router, nil)
+	require.NoError(t, p.Mux.Notify(t.Context(), "note", "hello"))
+	assert.Equal(t, "hello", <-got)
+	var n string
+	require.NoError(t, p.Mux.Call(t.Context(), "note", "call", &n), "no stray reply got in the way")
+	assert.Equal(t, "call", <-got)
+	assert.Equal(t, "dropped: a notification gets no reply", n)
+}
