@@ -32,12 +32,18 @@ type Request struct {
 // caller its request was bad.
 func (r *Request) Decode(v any) error {
 	if err := frame.DecodePayload(r.payload, v); err != nil {
-		return &frame.RemoteError{
-			Code:    frame.CodeBadRequest,
-			Message: fmt.Sprintf("arguments of %q: %v", r.Method, err),
-		}
+		return r.badArguments(err)
 	}
 	return nil
+}
+
+// badArguments is the error a handler returns for arguments it cannot
+// read: the caller's request was bad.
+func (r *Request) badArguments(err error) error {
+	return &frame.RemoteError{
+		Code:    frame.CodeBadRequest,
+		Message: fmt.Sprintf("arguments of %q: %v", r.Method, err),
+	}
 }
 
 // Bytes returns the request's argument when it is a byte string (msgpack
@@ -50,10 +56,7 @@ func (r *Request) Decode(v any) error {
 func (r *Request) Bytes() ([]byte, error) {
 	b, err := frame.PayloadBytes(r.payload)
 	if err != nil {
-		return nil, &frame.RemoteError{
-			Code:    frame.CodeBadRequest,
-			Message: fmt.Sprintf("arguments of %q: %v", r.Method, err),
-		}
+		return nil, r.badArguments(err)
 	}
 	return b, nil
 }
@@ -217,21 +220,26 @@ func (r *Router) Handle(method string, h Handler) {
 
 // ServeRPC dispatches req to the handler registered for req.Method.
 func (r *Router) ServeRPC(ctx context.Context, req *Request) (any, error) {
-	h, ok := (*r.handlers.Load())[req.Method]
-	if !ok {
-		return nil, noMethod(req.Method)
+	h, err := r.lookup(req.Method)
+	if err != nil {
+		return nil, err
 	}
 	return h.ServeRPC(ctx, req)
 }
 
 func (r *Router) serveEncoded(ctx context.Context, req *Request, out *frame.Frame) error {
-	h, ok := (*r.handlers.Load())[req.Method]
-	if !ok {
-		return noMethod(req.Method)
+	h, err := r.lookup(req.Method)
+	if err != nil {
+		return err
 	}
 	return serve(ctx, h, req, out)
 }
 
-func noMethod(method string) error {
-	return &frame.RemoteError{Code: frame.CodeNoMethod, Message: fmt.Sprintf("no method %q", method)}
+// lookup returns the handler registered for method, or the CodeNoMethod
+// error the caller gets without one.
+func (r *Router) lookup(method string) (Handler, error) {
+	if h, ok := (*r.handlers.Load())[method]; ok {
+		return h, nil
+	}
+	return nil, &frame.RemoteError{Code: frame.CodeNoMethod, Message: fmt.Sprintf("no method %q", method)}
 }

@@ -74,11 +74,11 @@ func (f *Frame) EncodePayload(v any) error {
 		}
 		buf = encodeBytes(b)
 	case *[]byte:
-		if b == nil {
-			buf = encodeBytes(nil)
-		} else {
-			buf = encodeBytes(*b)
+		var bs []byte // a nil pointer encodes as nil, as msgpack has it
+		if b != nil {
+			bs = *b
 		}
+		buf = encodeBytes(bs)
 	default:
 		s := encoderPool.Get().(*encoderState)
 		s.w.buf = getBuffer(s.hint)
