@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		outDir     = fs.String("out", "../docs/peers", "directory for the markdown report and the SVG charts")
 		name       = fs.String("name", "", "report file name in -out (default results.md with -quick, results-full.md without)")
 		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		execTrace  = fs.String("trace", "", "write an execution trace of the whole run to this file (go tool trace reads it; keep the run short)")
 		quiet      = fs.Bool("q", false, "no progress lines on stderr")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +124,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if *execTrace != "" {
+		f, err := os.Create(*execTrace)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 
 	out := harness.Execute(plan)
