@@ -29,35 +29,50 @@ type DeMux struct {
 	cancel context.CancelFunc
 	limit  int           // MaxInFlight
 	jobs   chan *request // pool mode: requests waiting for a worker
-	next   chan *request // goroutine mode: requests for parked runners; nil stops one
+	next   chan bool     // goroutine mode: true wakes a parked runner, false stops it
 	quit   chan struct{} // closed when Serve ends: the reaper exits
 	served chan struct{} // closed when Serve has cleaned up
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	active   map[uint64]*request   // requests with a reply due, by xid
-	notifies map[*request]struct{} // notifications queued or running
-	running  int                   // requests queued or running, at most limit
-	space    chan struct{}         // made by a reader waiting for running < limit
-	serving  bool
-	closed   bool
-	stopped  bool // handlers' contexts are canceled as they come
-	shutdown bool
-	idle     chan struct{} // made by Shutdown; closed when running is 0
-	parked   int           // goroutine mode: runners owed one receive from next
-	minIdle  int           // goroutine mode: the fewest parked since the last reap
-	ended    bool          // Serve is ending: runners exit instead of parking
+	mu        sync.Mutex
+	active    map[uint64]*request   // requests with a reply due, by xid
+	notifies  map[*request]struct{} // notifications queued or running
+	running   int                   // requests queued or running, at most limit
+	space     chan struct{}         // made by a reader waiting for running < limit
+	serving   bool
+	closed    bool
+	stopped   bool // handlers' contexts are canceled as they come
+	shutdown  bool
+	idle      chan struct{} // made by Shutdown; closed when running is 0
+	queue     requestQueue  // goroutine mode: requests waiting for a runner
+	searching int           // goroutine mode: runners woken to look at queue that have not yet
+	parked    int           // goroutine mode: runners owed one receive from next
+	minIdle   int           // goroutine mode: the fewest parked since the last reap
+	ended     bool          // Serve is ending: runners exit instead of parking
 }
 
-// In goroutine-per-request mode each request runs on a runner: a goroutine
-// that, once its request is done, parks on the DeMux's next channel for
-// another, so that a busy DeMux reuses goroutines, and the stacks they have
-// grown, instead of starting one per request (a fresh goroutine's stack
-// grows on every request, which cost about a fifth of the CPU at 256
-// concurrent callers). The reader hands a request to a parked runner if
-// the books say one is parked, and starts a runner otherwise; at most
-// MaxInFlight runners exist at once. Every idleTimeout, as many runners as
-// stayed parked through the whole period are told to exit.
+// In goroutine-per-request mode requests wait in a queue for runners:
+// goroutines that take the oldest request, run it, and take the next,
+// parking on the DeMux's next channel only when the queue is empty. Every
+// request starts as soon as a runner is free to take it, however long other
+// handlers block, because of one rule: whenever the queue holds requests,
+// some runner has been woken (or started) to look at it and has not yet
+// done so — a searcher. The reader wakes a searcher when it queues a
+// request and there is none; a searcher that takes a request and leaves
+// others behind wakes the next searcher before it runs its handler, so a
+// handler that blocks holds up only its own runner.
+//
+// With handlers that return quickly a few runners serve a busy stream
+// between them, each taking request after request without parking: a
+// request costs no goroutine wake-up of its own and few goroutines wait in
+// the scheduler's run queues at once (a goroutine woken per request made up
+// to one runnable goroutine per request in flight, and the latency tail of
+// a busy 2-CPU machine grew with them). Runners are reused, with the stacks
+// they have grown, instead of started per request (a fresh goroutine's
+// stack grows on every request, which cost about a fifth of the CPU at 256
+// concurrent callers). At most one runner per request in flight exists.
+// Every idleTimeout, as many runners as stayed parked through the whole
+// period are told to exit.
 const idleTimeout = 5 * time.Second
 
 // New returns a DeMux that will serve h over rwc once Serve is called. The
@@ -85,13 +100,13 @@ func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 		active:   make(map[uint64]*request),
 		notifies: make(map[*request]struct{}),
 	}
-	// Sends on either channel never block: each holds as many requests as
-	// may be in flight, and next also takes the nils that stop runners,
-	// no more than are parked.
+	// Sends on either channel never block: jobs holds as many requests as
+	// may be in flight, and next as many tokens as there can be runners,
+	// one per request in flight; a token is sent only to a parked runner.
 	if d.workers > 0 {
 		d.jobs = make(chan *request, cfg.maxInFlight)
 	} else {
-		d.next = make(chan *request, cfg.maxInFlight)
+		d.next = make(chan bool, cfg.maxInFlight)
 	}
 	d.base, d.cancel = context.WithCancel(context.Background())
 	return d
@@ -133,7 +148,7 @@ func (d *DeMux) Serve() error {
 	d.parked, d.minIdle = 0, 0
 	d.mu.Unlock()
 	for range parked {
-		d.next <- nil
+		d.next <- false
 	}
 	if d.jobs != nil {
 		close(d.jobs) // the reader, the only sender, has returned
@@ -298,26 +313,56 @@ func (d *DeMux) accept(f *frame.Frame) error {
 		d.notifies[r] = struct{}{}
 	}
 	d.running++
-	stopped := d.stopped
-	handOff := d.parked > 0
-	if handOff {
-		d.parked--
-		d.minIdle = min(d.minIdle, d.parked)
-	}
-	d.mu.Unlock()
-	if stopped {
+	if d.stopped {
+		// No handler has seen this context yet, so ending it runs no
+		// AfterFunc callbacks: safe under the lock.
 		r.ctx.cancel(canceled)
 	}
-	switch {
-	case d.jobs != nil:
+	if d.jobs != nil {
+		d.mu.Unlock()
 		d.jobs <- r // never blocks: jobs holds limit requests
-	case handOff:
-		d.next <- r
-	default:
-		d.wg.Add(1)
-		go d.runner(r)
+		return nil
 	}
+	d.queue.push(r)
+	wake := d.needSearcher()
+	d.mu.Unlock()
+	d.startSearcher(wake)
 	return nil
+}
+
+// needSearcher makes sure that a runner will look at the queue. If none
+// has been woken to, it counts one as searching and says whether to wake a
+// parked runner or start a new one for it; d.mu is held, and the caller
+// passes the answer to startSearcher once it has let go of the lock.
+func (d *DeMux) needSearcher() (searcher int) {
+	if d.searching > 0 {
+		return noSearcher
+	}
+	d.searching++
+	if d.parked == 0 {
+		return startRunner
+	}
+	d.parked--
+	d.minIdle = min(d.minIdle, d.parked)
+	return wakeRunner
+}
+
+// What needSearcher asks of startSearcher.
+const (
+	noSearcher = iota
+	wakeRunner
+	startRunner
+)
+
+// startSearcher wakes or starts the searcher that needSearcher counted.
+func (d *DeMux) startSearcher(searcher int) {
+	switch searcher {
+	case wakeRunner:
+		d.next <- true
+	case startRunner:
+		d.wg.Add(1)
+		go d.runner()
+	}
 }
 
 // refuse answers a request that arrived after Shutdown with CodeShutdown.
@@ -344,16 +389,52 @@ func (d *DeMux) free(r *request) {
 func (d *DeMux) work() {
 	defer d.wg.Done()
 	for r := range d.jobs {
-		d.run(r, false)
+		d.run(r)
+		d.mu.Lock()
+		d.retire(r)
+		d.mu.Unlock()
+		d.free(r)
 	}
 }
 
-// runner runs r, then each request handed to it while it was parked, until
-// it is told to exit or is not parked because Serve is ending.
-func (d *DeMux) runner(r *request) {
+// runner starts as a searcher. It takes requests from the queue and runs
+// them, oldest first, and parks when the queue is empty, until it is told
+// to exit or finds the queue empty while Serve is ending.
+func (d *DeMux) runner() {
 	defer d.wg.Done()
-	for r != nil && d.run(r, true) {
-		r = <-d.next
+	var done *request // run, not yet retired
+	d.mu.Lock()
+	d.searching--
+	for {
+		if done != nil {
+			d.retire(done)
+		}
+		r := d.queue.pop()
+		searcher := noSearcher
+		if r != nil && d.queue.len() > 0 {
+			searcher = d.needSearcher() // for the others, in case r blocks
+		}
+		park := r == nil && !d.ended
+		if park {
+			d.parked++
+		}
+		d.mu.Unlock()
+		if done != nil {
+			d.free(done)
+			done = nil
+		}
+		if r == nil {
+			if !park || !<-d.next {
+				return
+			}
+			d.mu.Lock()
+			d.searching--
+			continue
+		}
+		d.startSearcher(searcher)
+		d.run(r)
+		done = r
+		d.mu.Lock()
 	}
 }
 
@@ -381,13 +462,12 @@ func (d *DeMux) reapParked() {
 	d.minIdle = d.parked
 	d.mu.Unlock()
 	for range n {
-		d.next <- nil
+		d.next <- false
 	}
 }
 
-// run calls the handler, sends the reply and retires r. For a runner it
-// reports whether the runner is parked for another request.
-func (d *DeMux) run(r *request, isRunner bool) bool {
+// run calls the handler and sends the reply; the caller retires r.
+func (d *DeMux) run(r *request) {
 	if err := r.ctx.Err(); err != nil {
 		// Canceled, timed out or closed while it waited for a worker: the
 		// handler is not run, and only an expired deadline is answered.
@@ -406,7 +486,6 @@ func (d *DeMux) run(r *request, isRunner bool) bool {
 			d.reply(r, err)
 		}
 	}
-	return d.retire(r, isRunner)
 }
 
 // call runs the handler and, for a request that wants a reply, encodes its
@@ -468,11 +547,9 @@ func remoteError(err error) *frame.RemoteError {
 	return &frame.RemoteError{Code: code, Message: err.Error()}
 }
 
-// retire removes a finished request from the books and frees its slot,
-// and for a runner counts it parked unless Serve is ending. It reports
-// whether the runner is parked.
-func (d *DeMux) retire(r *request, isRunner bool) bool {
-	d.mu.Lock()
+// retire removes a finished request from the books and frees its slot.
+// d.mu is held; the caller frees r once it has let go of the lock.
+func (d *DeMux) retire(r *request) {
 	if r.XID != 0 {
 		delete(d.active, r.XID)
 	} else {
@@ -490,11 +567,4 @@ func (d *DeMux) retire(r *request, isRunner bool) bool {
 			close(d.idle)
 		}
 	}
-	parked := isRunner && !d.ended
-	if parked {
-		d.parked++
-	}
-	d.mu.Unlock()
-	d.free(r)
-	return parked
 }

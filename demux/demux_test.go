@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -399,4 +400,39 @@ func TestNotifyReachesATypedHandler(t *testing.T) {
 	require.NoError(t, p.Mux.Call(t.Context(), "note", "call", &n), "no stray reply got in the way")
 	assert.Equal(t, "call", <-got)
 	assert.Equal(t, "dropped: a notification gets no reply", n)
+}
+
+func TestBlockingHandlersDoNotHoldUpQueuedRequests(t *testing.T) {
+	// Every handler blocks until all of them have started: the calls
+	// finish only if each queued request gets a runner while the others
+	// block (or fail when the safety timeout ends their contexts).
+	const calls = 64
+	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+		var started atomic.Int32
+		all := make(chan struct{})
+		h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+			if started.Add(1) == calls {
+				close(all)
+			}
+			select {
+			case <-all:
+				return "done", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+		p := rpctest.Start(t, kind, h, nil)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		pending := make([]*mux.Call, calls)
+		replies := make([]string, calls)
+		for i := range pending { // from one goroutine: they leave together
+			pending[i] = p.Mux.Go(ctx, "block", nil, &replies[i])
+		}
+		for i, c := range pending {
+			<-c.Done()
+			require.NoError(t, c.Err(), "call %d (%d handlers had started)", i, started.Load())
+			assert.Equal(t, "done", replies[i])
+		}
+	})
 }
