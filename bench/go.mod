@@ -9,6 +9,7 @@ require (
 	github.com/muxrpc/muxrpc v0.0.0-00010101000000-000000000000
 	github.com/valyala/gorpc v0.0.0-20160519171614-908281bef774
 	go.uber.org/goleak v1.3.0
+	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4
 	google.golang.org/grpc v1.85.0
 	storj.io/drpc v1.0.0
 )
