@@ -29,34 +29,48 @@ func FuzzServe(f *testing.F) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}))
+	// Each input is served twice: by a worker pool and by runners taking
+	// requests from the DeMux's queue.
+	modes := [][]demux.Option{
+		{demux.MaxFrameSize(1 << 16), demux.Workers(2)},
+		{demux.MaxFrameSize(1 << 16), demux.MaxInFlight(8)},
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		// Two OS pipes by hand, so that the client can close only its
-		// writing end: the server then reads everything, then EOF.
-		toServer, fromClient, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
+		for _, opts := range modes {
+			serveStream(t, r, opts, data)
 		}
-		toClient, fromServer, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		server := &pipeEnd{Reader: toServer, Writer: fromServer, files: []*os.File{toServer, fromServer}}
-		d := demux.New(server, r, demux.MaxFrameSize(1<<16), demux.Workers(2))
-		served := make(chan error, 1)
-		go func() { served <- d.Serve() }()
-		drained := make(chan struct{})
-		go func() { // read the replies so that the server's writes never block
-			io.Copy(io.Discard, toClient)
-			close(drained)
-		}()
-		fromClient.Write(frame.Preface[:])
-		fromClient.Write(data)
-		fromClient.Close()
-		<-served // EOF, or the first violation, ends it; parked handlers are canceled
-		d.Close()
-		<-drained
-		toClient.Close()
 	})
+}
+
+// serveStream serves data, after a client's preface, with a DeMux made
+// with opts, and returns once Serve has returned and the DeMux is closed.
+func serveStream(t *testing.T, h demux.Handler, opts []demux.Option, data []byte) {
+	// Two OS pipes by hand, so that the client can close only its writing
+	// end: the server then reads everything, then EOF.
+	toServer, fromClient, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	toClient, fromServer, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &pipeEnd{Reader: toServer, Writer: fromServer, files: []*os.File{toServer, fromServer}}
+	d := demux.New(server, h, opts...)
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	drained := make(chan struct{})
+	go func() { // read the replies so that the server's writes never block
+		io.Copy(io.Discard, toClient)
+		close(drained)
+	}()
+	fromClient.Write(frame.Preface[:])
+	fromClient.Write(data)
+	fromClient.Close()
+	<-served // EOF, or the first violation, ends it; parked handlers are canceled
+	d.Close()
+	<-drained
+	toClient.Close()
 }
 
 // pipeEnd is one side of a stream made of two OS pipes.
