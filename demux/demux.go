@@ -38,7 +38,9 @@ type DeMux struct {
 	active    map[uint64]*request   // requests with a reply due, by xid
 	notifies  map[*request]struct{} // notifications queued or running
 	running   int                   // requests queued or running, at most limit
-	space     chan struct{}         // made by a reader waiting for running < limit
+	held      requestQueue          // accepted past the limit, waiting to be queued
+	heldSize  int                   // what the held requests weigh (see weight)
+	space     chan struct{}         // made by a reader waiting for room to hold a request
 	serving   bool
 	closed    bool
 	stopped   bool // handlers' contexts are canceled as they come
@@ -146,7 +148,17 @@ func (d *DeMux) Serve() error {
 	d.ended = true
 	parked := d.parked
 	d.parked, d.minIdle = 0, 0
+	var held []*request // canceled by stop, and no reply can leave now
+	for d.held.len() > 0 {
+		r := d.held.pop()
+		d.heldSize -= weight(r)
+		d.unbook(r)
+		held = append(held, r)
+	}
 	d.mu.Unlock()
+	for _, r := range held {
+		d.free(r)
+	}
 	for range parked {
 		d.next <- false
 	}
@@ -271,9 +283,10 @@ func (d *DeMux) handle(f *frame.Frame) error {
 	return fmt.Errorf("%w: a server does not accept %v frames", frame.ErrMalformed, f.Type)
 }
 
-// accept takes a request off the stream and queues it for a worker or
-// starts its goroutine. While MaxInFlight requests are queued or running it
-// waits, which is what stops the reading.
+// accept takes a request off the stream and queues it for a worker or a
+// runner, or holds it while MaxInFlight requests are queued or running.
+// While the held requests weigh more than maxHeld it waits, which is what
+// stops the reading.
 func (d *DeMux) accept(f *frame.Frame) error {
 	r := requestPool.Get().(*request)
 	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
@@ -281,7 +294,7 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	*f = frame.Frame{}
 	r.ctx = newReqContext(r.f.Flags&frame.FlagDeadline != 0, r.f.Budget)
 	d.mu.Lock()
-	for !d.shutdown && d.running >= d.limit {
+	for !d.shutdown && d.running >= d.limit && d.heldSize > 0 && d.heldSize+weight(r) > maxHeld {
 		if d.space == nil {
 			d.space = make(chan struct{})
 		}
@@ -312,12 +325,20 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	} else {
 		d.notifies[r] = struct{}{}
 	}
-	d.running++
 	if d.stopped {
 		// No handler has seen this context yet, so ending it runs no
 		// AfterFunc callbacks: safe under the lock.
 		r.ctx.cancel(canceled)
 	}
+	if d.running >= d.limit {
+		// Held, and queued once a request retires; the reader reads on,
+		// so that it sees the stream end even while every handler waits.
+		d.held.push(r)
+		d.heldSize += weight(r)
+		d.mu.Unlock()
+		return nil
+	}
+	d.running++
 	if d.jobs != nil {
 		d.mu.Unlock()
 		d.jobs <- r // never blocks: jobs holds limit requests
@@ -328,6 +349,32 @@ func (d *DeMux) accept(f *frame.Frame) error {
 	d.mu.Unlock()
 	d.startSearcher(wake)
 	return nil
+}
+
+// maxHeld bounds what the requests held past MaxInFlight may weigh
+// together; the reader waits for room beyond it (a single request of any
+// size is held when none is). One MiB of small requests is thousands of
+// them: enough for the reader to reach the end of the stream behind a
+// burst of calls whose handlers all wait for their contexts, which they
+// would otherwise wait for until the DeMux was closed.
+const maxHeld = 1 << 20
+
+// weight is what a held request counts against maxHeld: its payload and
+// method name, and a little for the request itself.
+func weight(r *request) int { return len(r.f.Payload) + len(r.Method) + 64 }
+
+// unhold queues the oldest held request now that there is room for it.
+// d.mu is held. In goroutine mode the caller is a runner that looks at the
+// queue before it lets go of the lock, so no searcher is needed for it.
+func (d *DeMux) unhold() {
+	r := d.held.pop()
+	d.heldSize -= weight(r)
+	d.running++
+	if d.jobs != nil {
+		d.jobs <- r // never blocks: at most limit requests are queued or running
+	} else {
+		d.queue.push(r)
+	}
 }
 
 // needSearcher makes sure that a runner will look at the queue. If none
@@ -528,6 +575,16 @@ func (d *DeMux) reply(r *request, err error) {
 	}
 }
 
+// unbook takes r out of the books that CANCEL and stop look in. d.mu is
+// held.
+func (d *DeMux) unbook(r *request) {
+	if r.XID != 0 {
+		delete(d.active, r.XID)
+	} else {
+		delete(d.notifies, r)
+	}
+}
+
 // remoteError gives a handler's error the form it takes on the wire.
 func remoteError(err error) *frame.RemoteError {
 	var re *frame.RemoteError
@@ -550,12 +607,11 @@ func remoteError(err error) *frame.RemoteError {
 // retire removes a finished request from the books and frees its slot.
 // d.mu is held; the caller frees r once it has let go of the lock.
 func (d *DeMux) retire(r *request) {
-	if r.XID != 0 {
-		delete(d.active, r.XID)
-	} else {
-		delete(d.notifies, r)
-	}
+	d.unbook(r)
 	d.running--
+	if d.held.len() > 0 {
+		d.unhold()
+	}
 	if d.space != nil { // the reader waits for room
 		close(d.space)
 		d.space = nil

@@ -436,3 +436,48 @@ func TestBlockingHandlersDoNotHoldUpQueuedRequests(t *testing.T) {
 		}
 	})
 }
+
+func TestHangUpIsSeenPastMaxInFlight(t *testing.T) {
+	// Every handler waits for its context and the client sends more
+	// requests than MaxInFlight, then hangs up: the DeMux must read on past
+	// the limit to see that, and end the stream, cancel the handlers and
+	// drop the requests it held without running them.
+	const limit, calls = 4, 12
+	modes := map[string][]demux.Option{
+		"goroutines": {demux.MaxInFlight(limit)},
+		"workers":    {demux.Workers(2), demux.MaxInFlight(limit)},
+	}
+	for name, opts := range modes {
+		t.Run(name, func(t *testing.T) {
+			rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
+				b := rpctest.NewBlocker(calls)
+				p := rpctest.Start(t, kind, b, opts)
+				pending := make([]*mux.Call, calls)
+				for i := range pending {
+					pending[i] = p.Mux.Go(context.Background(), "wait", nil, nil)
+				}
+				started := min(limit, 2)
+				if name == "goroutines" {
+					started = limit
+				}
+				for range started {
+					<-b.Started
+				}
+				require.NoError(t, p.Mux.Close())
+				served := make(chan error, 1)
+				go func() { served <- p.Wait() }()
+				select {
+				case err := <-served:
+					assert.True(t, rpctest.IsHangUp(err), "Serve returns the hang-up, got %v", err)
+				case <-time.After(time.Minute): // a safety net: this wait is the failure
+					t.Fatal("Serve did not see the client hang up past MaxInFlight")
+				}
+				assert.Len(t, b.Started, 0, "a held or queued request ran after the hang-up")
+				for _, c := range pending {
+					<-c.Done()
+					assert.ErrorIs(t, c.Err(), mux.ErrClosed)
+				}
+			})
+		})
+	}
+}

@@ -16,7 +16,9 @@
 // DeMux keeps serving.
 //
 // Concurrency is bounded twice: [Workers] fixes how many handlers run at
-// once, and [MaxInFlight] how many requests may be queued or running; past
-// it the DeMux stops reading the stream, so a fast client is slowed down by
+// once, and [MaxInFlight] how many requests may be queued or running. Past
+// it the DeMux reads on and holds further requests, up to 1 MiB of them,
+// so that it still sees the stream end when every handler waits for its
+// context; beyond that it stops reading, so a fast client is slowed down by
 // the transport instead of growing the server's memory.
 package demux

@@ -32,9 +32,12 @@ func Workers(n int) Option {
 }
 
 // MaxInFlight bounds the requests, notifications included, that are queued
-// or running at once. When the bound is reached the DeMux stops reading the
-// stream until a handler finishes, which pushes back on the client through
-// the transport. n <= 0 means DefaultMaxInFlight, or the number of workers
+// or running at once. Requests that arrive past the bound are held, in
+// arrival order, and queued as handlers finish; while the held requests
+// weigh more than 1 MiB (payloads and method names) the DeMux stops reading
+// the stream until a handler finishes, which pushes back on the client
+// through the transport. Reading on past the bound is what lets a DeMux
+// whose handlers all wait for their contexts see the client hang up. n <= 0 means DefaultMaxInFlight, or the number of workers
 // if that is larger.
 func MaxInFlight(n int) Option {
 	return func(c *config) { c.maxInFlight = n }
