@@ -23,10 +23,14 @@ type config struct {
 // Workers sets how requests run. n > 0 starts a pool of exactly n
 // goroutines that take requests in the order they arrived, so at most n
 // handlers run at once, and Workers(1) handles one request at a time in
-// arrival order. n <= 0, the default, runs each request on a goroutine of
-// its own (still bounded by MaxInFlight); a goroutine that finishes waits
-// a few seconds for another request, so a busy DeMux reuses goroutines
-// instead of starting one per request.
+// arrival order. n <= 0, the default, runs each request as if on a
+// goroutine of its own (still bounded by MaxInFlight): no handler waits for
+// another to return, however long that one blocks. Requests wait in a queue
+// that goroutines take them from in arrival order, and another goroutine is
+// woken whenever one takes a request and leaves others waiting, so a busy
+// DeMux with quick handlers runs on a few goroutines instead of waking one
+// per request; a goroutine that finds the queue empty waits a few seconds
+// for more work before it exits.
 func Workers(n int) Option {
 	return func(c *config) { c.workers = max(n, 0) }
 }
