@@ -3,6 +3,7 @@ package frame
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -124,7 +125,9 @@ type Frame struct {
 	// Err is the error of an ERROR frame or the reason of a GOAWAY.
 	Err *RemoteError
 
-	buf *buffer // owner of Payload's bytes, if pooled
+	buf      *buffer         // owner of Payload's bytes, if pooled
+	tail     []byte          // the rest of the payload, referred to (ReferBytes)
+	released *sync.WaitGroup // told when the frame lets go of tail
 }
 
 // Release returns the frame's pooled buffer, if any, and clears Payload.
@@ -135,13 +138,41 @@ func (f *Frame) Release() {
 		f.buf = nil
 	}
 	f.Payload = nil
+	if f.released != nil {
+		f.released.Done()
+	}
+	f.tail, f.released = nil, nil
+}
+
+// ReferBytes makes b, msgpack-encoded exactly as EncodePayload encodes a
+// []byte, f's payload without copying b: Payload holds only the encoding's
+// header, and the frame refers to b for the rest until it is released. b
+// must not change until then. ReferBytes calls released.Add(1) and Release
+// calls released.Done(), so that released.Wait returns once the frame has
+// let go of b. Only the [Native] codec writes such a frame (the bytes it
+// writes are the same as for EncodePayload); for a nil or empty b,
+// ReferBytes encodes as EncodePayload does.
+func (f *Frame) ReferBytes(b []byte, released *sync.WaitGroup) {
+	f.Release()
+	if len(b) == 0 {
+		f.buf = encodeBytes(b)
+		f.Payload = f.buf.b
+		return
+	}
+	h := binHeaderLen(len(b))
+	f.buf = getBuffer(h)
+	putBinHeader(f.buf.b[:h], len(b))
+	f.Payload = f.buf.b[:h]
+	f.tail = b
+	f.released = released
+	released.Add(1)
 }
 
 // KeepPayload makes f a new frame of type typ for xid that keeps f's
 // payload and its ownership, with every other field zero: a server
 // answers in the frame its request came in.
 func (f *Frame) KeepPayload(typ Type, xid uint64) {
-	*f = Frame{Type: typ, XID: xid, Payload: f.Payload, buf: f.buf}
+	*f = Frame{Type: typ, XID: xid, Payload: f.Payload, buf: f.buf, tail: f.tail, released: f.released}
 }
 
 // String describes the frame for logs, without its payload bytes.
@@ -156,5 +187,5 @@ func (f *Frame) String() string {
 	if f.Err != nil {
 		s += fmt.Sprintf(" err=%q", f.Err.Error())
 	}
-	return s + fmt.Sprintf(" payload=%dB", len(f.Payload))
+	return s + fmt.Sprintf(" payload=%dB", len(f.Payload)+len(f.tail))
 }

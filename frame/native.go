@@ -58,13 +58,13 @@ func (native) FrameSize(f *Frame) int {
 func bodySize(f *Frame) int {
 	switch f.Type {
 	case TypeRequest, TypeNotify:
-		n := 2 + len(f.Method) + len(f.Payload)
+		n := 2 + len(f.Method) + len(f.Payload) + len(f.tail)
 		if f.Flags&FlagDeadline != 0 {
 			n += 8
 		}
 		return n
 	case TypeResponse:
-		return len(f.Payload)
+		return len(f.Payload) + len(f.tail)
 	case TypeError, TypeGoAway:
 		msg, trace := errorStrings(f.Err)
 		return 2 + 4 + len(msg) + 4 + len(trace)
@@ -161,6 +161,10 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 	switch f.Type {
 	case TypeRequest, TypeNotify, TypeResponse:
 		payload = f.Payload
+		if f.tail != nil { // payload is only the head: the tail follows it
+			hdr = append(hdr, payload...)
+			payload = f.tail
+		}
 	}
 	if len(payload) < directWrite {
 		hdr = append(hdr, payload...)

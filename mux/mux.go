@@ -75,6 +75,11 @@ func (m *Mux) Close() error {
 //
 // The handler's failure comes back as a *frame.RemoteError. A stream
 // failure gives an error wrapping ErrClosed and its cause.
+//
+// args must not change while Call runs. A []byte args of 32 KiB or more is
+// not copied when ctx cannot end (its Done is nil, as for
+// context.Background): nothing can then make Call return before the
+// request has been written, so the request is written from args itself.
 func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 	c := getCall()
 	c.reply = reply
@@ -144,7 +149,13 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		f.Flags |= frame.FlagDeadline
 		f.Budget = time.Until(deadline)
 	}
-	if err := f.EncodePayload(args); err != nil {
+	if b, ok := args.([]byte); ok && len(b) >= referMin && typ == frame.TypeRequest && !c.async && ctx.Done() == nil {
+		// Nothing can make Call return before the request is written:
+		// the reply comes after it (handle waits for c.sent to be sure of
+		// that), and a stream failure fails calls only once the writer
+		// has exited. So the request may refer to b instead of a copy.
+		f.ReferBytes(b, &c.sent)
+	} else if err := f.EncodePayload(args); err != nil {
 		return fmt.Errorf("mux: call %q: %w", method, err)
 	}
 	m.mu.Lock()
@@ -232,6 +243,10 @@ func (m *Mux) handle(f *frame.Frame) error {
 			f.Release()
 			return nil
 		}
+		// A request that refers to its caller's bytes must be written
+		// before the call may finish; it is, unless the server answered
+		// before reading all of it, and then this waits for the writer.
+		c.sent.Wait()
 		if f.Type == frame.TypeError {
 			c.err = f.Err
 		}
@@ -285,10 +300,17 @@ type Call struct {
 	reply any
 	err   error
 	xid   uint64
-	async bool          // started by Go: done is closed, reply decoded by finish
-	done  chan struct{} // Go: closed when finished; Call: receives one token
-	stop  func() bool   // Go: stops the AfterFunc watching ctx
+	async bool           // started by Go: done is closed, reply decoded by finish
+	done  chan struct{}  // Go: closed when finished; Call: receives one token
+	stop  func() bool    // Go: stops the AfterFunc watching ctx
+	sent  sync.WaitGroup // Call: waits for a request that refers to args (referMin)
 }
+
+// referMin is the smallest []byte argument that Call sends without copying
+// it, when its context cannot end: below it the copy costs less than the
+// extra write. It matches the size from which the frame writer writes a
+// payload straight to the stream instead of through its buffer.
+const referMin = 32 << 10
 
 // Done returns a channel that is closed when the call has finished.
 func (c *Call) Done() <-chan struct{} { return c.done }
