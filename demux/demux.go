@@ -47,7 +47,7 @@ type DeMux struct {
 	shutdown  bool
 	idle      chan struct{} // made by Shutdown; closed when running is 0
 	queue     requestQueue  // goroutine mode: requests waiting for a runner
-	searching int           // goroutine mode: runners woken to look at queue that have not yet
+	searching int           // goroutine mode: runners woken to look at queue, not there yet
 	parked    int           // goroutine mode: runners owed one receive from next
 	minIdle   int           // goroutine mode: the fewest parked since the last reap
 	ended     bool          // Serve is ending: runners exit instead of parking
@@ -150,8 +150,7 @@ func (d *DeMux) Serve() error {
 	d.parked, d.minIdle = 0, 0
 	var held []*request // canceled by stop, and no reply can leave now
 	for d.held.len() > 0 {
-		r := d.held.pop()
-		d.heldSize -= weight(r)
+		r := d.popHeld()
 		d.unbook(r)
 		held = append(held, r)
 	}
@@ -367,14 +366,20 @@ func weight(r *request) int { return len(r.f.Payload) + len(r.Method) + 64 }
 // d.mu is held. In goroutine mode the caller is a runner that looks at the
 // queue before it lets go of the lock, so no searcher is needed for it.
 func (d *DeMux) unhold() {
-	r := d.held.pop()
-	d.heldSize -= weight(r)
+	r := d.popHeld()
 	d.running++
 	if d.jobs != nil {
 		d.jobs <- r // never blocks: at most limit requests are queued or running
 	} else {
 		d.queue.push(r)
 	}
+}
+
+// popHeld takes the oldest held request off the held queue. d.mu is held.
+func (d *DeMux) popHeld() *request {
+	r := d.held.pop()
+	d.heldSize -= weight(r)
+	return r
 }
 
 // needSearcher makes sure that a runner will look at the queue. If none
