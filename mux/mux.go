@@ -46,6 +46,8 @@ type Mux struct {
 // brought p99 latency from about twice the raw baseline's to level with it
 // and raised calls/s by a fifth (bench/README.md); a lone caller is not
 // affected, as the reader then parks in its read after every reply anyway.
+// Over net.Pipe, whose reads and writes are hand-offs inside the process
+// rather than syscalls, the yields cost 4-18% of calls/s at 256 callers.
 const yieldEvery = 8
 
 // New starts a Mux over rwc, whose other end must be served by a
