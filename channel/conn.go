@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -69,7 +70,7 @@ type Conn struct {
 	started   bool          // Serve has been called
 	queue     []frame.Frame // frames for the writer, oldest first
 	queued    int           // bytes in queue
-	space     chan struct{} // closed when the writer empties the queue; made by waiters
+	waiters   []*sendWaiter // Sends waiting for room in queue, oldest first
 	unflushed bool          // frames were queued since the last flush
 	woken     bool          // a wake token was sent since the writer last took the queue
 	drained   []chan struct{}
@@ -166,10 +167,15 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 // Send queues f for the writer, taking over its payload: f is released
 // once written, or at once if Send fails. Once f is queued, Send empties
 // it and touches it no more, so f may be reused as soon as the peer could
-// have answered it. Send blocks while the send queue
-// is full, until there is room, ctx ends or the Conn dies. A frame above the
-// size limit fails with an error wrapping frame.ErrTooLarge and leaves the
-// Conn alive. Send returns once f is queued, not once it is written.
+// have answered it. Send returns once f is queued, not once it is written.
+//
+// While the send queue is full, Send waits in line: Sends that wait are
+// queued in the order they came, and a later Send, whatever its size,
+// waits behind them, so that no sender starves while others keep taking
+// the room it waits for. A Send whose ctx has already ended does not wait:
+// it queues f if there is room and fails otherwise. Send stops waiting
+// when ctx ends or the Conn dies. A frame above the size limit fails with
+// an error wrapping frame.ErrTooLarge and leaves the Conn alive.
 func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
 	size := c.codec.FrameSize(f)
 	if size > c.max {
@@ -177,39 +183,100 @@ func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
 		return fmt.Errorf("%w: %v frame of %d bytes, limit is %d", frame.ErrTooLarge, f.Type, size, c.max)
 	}
 	c.mu.Lock()
-	for c.err == nil && c.queued > 0 && c.queued+size > c.limit {
-		if c.space == nil {
-			c.space = make(chan struct{})
-		}
-		space := c.space
-		c.mu.Unlock()
-		select {
-		case <-space:
-		case <-ctx.Done():
-			f.Release()
-			return ctx.Err()
-		}
-		c.mu.Lock()
-	}
 	if err := c.err; err != nil {
 		c.mu.Unlock()
 		f.Release()
 		return err
 	}
+	if c.fits(size) && (len(c.waiters) == 0 || ctx.Err() != nil) {
+		wake := c.push(f, size)
+		c.mu.Unlock()
+		c.wakeWriter(wake)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		c.mu.Unlock()
+		f.Release()
+		return err
+	}
+	w := &sendWaiter{f: f, size: size, ready: make(chan struct{})}
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if w.queued {
+		c.mu.Unlock()
+		return nil // f is queued and emptied: hands off
+	}
+	err := c.err
+	wake := false
+	if err == nil { // ctx ended first: leave the line, which may let others on
+		err = ctx.Err()
+		c.waiters = slices.DeleteFunc(c.waiters, func(o *sendWaiter) bool { return o == w })
+		wake = c.admit()
+	}
+	c.mu.Unlock()
+	c.wakeWriter(wake)
+	f.Release()
+	return err
+}
+
+// sendWaiter is a Send waiting for room in the send queue.
+type sendWaiter struct {
+	f      *frame.Frame
+	size   int
+	ready  chan struct{} // closed once f is queued or the Conn has died
+	queued bool          // f was queued (and emptied) for the waiter
+}
+
+// fits reports whether a frame of size bytes may join the queue now: a
+// frame larger than the whole bound goes in when the queue is empty.
+// c.mu is held.
+func (c *Conn) fits(size int) bool {
+	return c.queued == 0 || c.queued+size <= c.limit
+}
+
+// push moves f into the queue and reports whether the writer needs a wake
+// token for it. c.mu is held.
+func (c *Conn) push(f *frame.Frame, size int) (wake bool) {
 	c.queue = append(c.queue, *f)
 	*f = frame.Frame{} // the queue owns the payload now
 	c.queued += size
 	c.unflushed = true
-	wake := !c.woken // the writer takes the whole queue, so one token will do
+	wake = !c.woken // the writer takes the whole queue, so one token will do
 	c.woken = true
-	c.mu.Unlock()
+	return wake
+}
+
+// admit queues the frames of the waiting Sends that now fit, oldest first,
+// stopping at the first that does not, and reports whether the writer
+// needs a wake token. c.mu is held.
+func (c *Conn) admit() (wake bool) {
+	for len(c.waiters) > 0 && c.fits(c.waiters[0].size) {
+		w := c.waiters[0]
+		c.waiters[0] = nil
+		c.waiters = c.waiters[1:]
+		wake = c.push(w.f, w.size) || wake
+		w.queued = true
+		close(w.ready)
+	}
+	if len(c.waiters) == 0 {
+		c.waiters = nil // let a long line's backing array go
+	}
+	return wake
+}
+
+// wakeWriter gives the writer a wake token if push or admit asked for one.
+func (c *Conn) wakeWriter(wake bool) {
 	if wake {
 		select {
 		case c.wake <- struct{}{}:
 		default:
 		}
 	}
-	return nil
 }
 
 // Drain waits until every frame queued so far has been written and flushed
@@ -261,10 +328,10 @@ func (c *Conn) fail(err error) {
 	c.err = err
 	queue := c.queue
 	c.queue, c.queued = nil, 0
-	if c.space != nil {
-		close(c.space)
-		c.space = nil
+	for _, w := range c.waiters {
+		close(w.ready) // each releases its own frame
 	}
+	c.waiters = nil
 	c.mu.Unlock()
 	for i := range queue {
 		queue[i].Release()
@@ -301,10 +368,7 @@ func (c *Conn) writeLoop() {
 			batch, c.queue = c.queue, batch[:0]
 			c.queued = 0
 			c.woken = false
-			if c.space != nil {
-				close(c.space)
-				c.space = nil
-			}
+			c.admit() // this loop takes the queue again: no token needed
 			c.mu.Unlock()
 			if len(batch) == 0 {
 				if yielded {

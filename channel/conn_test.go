@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -103,6 +105,138 @@ func TestFullQueueBlocksSendUntilContextEnds(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, <-blocked, channel.ErrClosed, "Close frees a blocked Send")
 	require.ErrorIs(t, <-done, channel.ErrClosed)
+}
+
+// gatedRWC holds every Write until open is closed, or fails it once the
+// stream is closed.
+type gatedRWC struct {
+	io.ReadWriteCloser
+	open   chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newGatedRWC(rwc io.ReadWriteCloser) *gatedRWC {
+	return &gatedRWC{ReadWriteCloser: rwc, open: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (g *gatedRWC) Write(p []byte) (int, error) {
+	select {
+	case <-g.open:
+	case <-g.closed:
+		return 0, io.ErrClosedPipe
+	}
+	return g.ReadWriteCloser.Write(p)
+}
+
+func (g *gatedRWC) Close() error {
+	g.once.Do(func() { close(g.closed) })
+	return g.ReadWriteCloser.Close()
+}
+
+// waitUntil yields until cond holds.
+func waitUntil(cond func() bool) {
+	for !cond() {
+		runtime.Gosched()
+	}
+}
+
+// fullQueue is a Conn whose writer is stuck on the preface until open is
+// closed, with a send queue of limit bytes, and the frames the tests send
+// through it: small frames (xids 1 and 3) and a big one (xid 2) that fits
+// in the queue alone but not beside a small one.
+type fullQueue struct {
+	c      *channel.Conn
+	gate   *gatedRWC
+	peer   *rpctest.Raw
+	served <-chan error
+	big    *frame.Frame
+}
+
+func newFullQueue(t *testing.T) *fullQueue {
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	big := &frame.Frame{Type: frame.TypeResponse, XID: 2}
+	require.NoError(t, big.EncodePayload(make([]byte, 100)))
+	smallSize := frame.Native.FrameSize(cancelFrame(1))
+	limit := frame.Native.FrameSize(big) + smallSize - 1
+	gate := newGatedRWC(a)
+	c := channel.New(gate, channel.Config{QueueBytes: limit})
+	q := &fullQueue{c: c, gate: gate, peer: rpctest.NewRaw(t, b), served: serve(c), big: big}
+	t.Cleanup(func() {
+		c.Close()
+		<-q.served
+	})
+	require.NoError(t, c.Send(context.Background(), cancelFrame(1)))
+	return q
+}
+
+// send starts a Send of f in the background; its result arrives on the
+// returned channel.
+func (q *fullQueue) send(ctx context.Context, f *frame.Frame) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- q.c.Send(ctx, f) }()
+	return done
+}
+
+// waiters waits until n Sends wait for room, or done has a result (a Send
+// that did not wait, which the caller then sees).
+func (q *fullQueue) waiters(n int, done <-chan error) {
+	waitUntil(func() bool { return q.c.Waiting() == n || len(done) > 0 })
+}
+
+func TestFullQueueTakesSendsInTheirOrder(t *testing.T) {
+	q := newFullQueue(t)
+	bigDone := q.send(context.Background(), q.big)
+	q.waiters(1, bigDone)
+	// A small frame would fit beside the first, but the big one waits
+	// before it: it must not get ahead of it (else big frames starve).
+	smallDone := q.send(context.Background(), cancelFrame(3))
+	q.waiters(2, smallDone)
+	assert.Empty(t, smallDone, "a later Send waited behind the big one")
+
+	close(q.gate.open)
+	require.NoError(t, <-bigDone)
+	require.NoError(t, <-smallDone)
+	require.NoError(t, q.peer.R.ReadPreface())
+	for _, xid := range []uint64{1, 2, 3} {
+		assert.Equal(t, xid, q.peer.Read().XID, "frames leave in the order their Sends came")
+	}
+}
+
+func TestCanceledSendLeavesTheLine(t *testing.T) {
+	q := newFullQueue(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	bigDone := q.send(ctx, q.big)
+	q.waiters(1, bigDone)
+	smallDone := q.send(context.Background(), cancelFrame(3))
+	q.waiters(2, smallDone)
+
+	cancel()
+	require.ErrorIs(t, <-bigDone, context.Canceled)
+	assert.Nil(t, q.big.Payload, "the canceled frame was released")
+	// The small frame fits beside the first: it goes in as soon as the
+	// big one has left the line, though the writer is still stuck.
+	require.NoError(t, <-smallDone)
+	assert.Zero(t, q.c.Waiting())
+
+	close(q.gate.open)
+	require.NoError(t, q.peer.R.ReadPreface())
+	assert.Equal(t, uint64(1), q.peer.Read().XID)
+	assert.Equal(t, uint64(3), q.peer.Read().XID, "the canceled frame was not written")
+}
+
+func TestCloseFreesEveryWaitingSend(t *testing.T) {
+	q := newFullQueue(t)
+	bigDone := q.send(context.Background(), q.big)
+	q.waiters(1, bigDone)
+	smallDone := q.send(context.Background(), cancelFrame(3))
+	q.waiters(2, smallDone)
+	require.NoError(t, q.c.Close())
+	require.ErrorIs(t, <-bigDone, channel.ErrClosed)
+	require.ErrorIs(t, <-smallDone, channel.ErrClosed)
+	assert.Nil(t, q.big.Payload, "the frame of a failed Send was released")
 }
 
 func TestOversizedSendLeavesTheConnAlive(t *testing.T) {
