@@ -186,14 +186,22 @@ func (q *fullQueue) waiters(n int, done <-chan error) {
 	waitUntil(func() bool { return q.c.Waiting() == n || len(done) > 0 })
 }
 
+// line lines up two Sends behind the first frame: the big frame's, with
+// ctx, and behind it a small frame's (xid 3), which would fit beside the
+// first frame. It returns the channels of their results.
+func (q *fullQueue) line(ctx context.Context) (bigDone, smallDone <-chan error) {
+	bigDone = q.send(ctx, q.big)
+	q.waiters(1, bigDone)
+	smallDone = q.send(context.Background(), cancelFrame(3))
+	q.waiters(2, smallDone)
+	return bigDone, smallDone
+}
+
 func TestFullQueueTakesSendsInTheirOrder(t *testing.T) {
 	q := newFullQueue(t)
-	bigDone := q.send(context.Background(), q.big)
-	q.waiters(1, bigDone)
-	// A small frame would fit beside the first, but the big one waits
+	// The small frame would fit beside the first, but the big one waits
 	// before it: it must not get ahead of it (else big frames starve).
-	smallDone := q.send(context.Background(), cancelFrame(3))
-	q.waiters(2, smallDone)
+	bigDone, smallDone := q.line(context.Background())
 	assert.Empty(t, smallDone, "a later Send waited behind the big one")
 
 	close(q.gate.open)
@@ -208,10 +216,7 @@ func TestFullQueueTakesSendsInTheirOrder(t *testing.T) {
 func TestCanceledSendLeavesTheLine(t *testing.T) {
 	q := newFullQueue(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	bigDone := q.send(ctx, q.big)
-	q.waiters(1, bigDone)
-	smallDone := q.send(context.Background(), cancelFrame(3))
-	q.waiters(2, smallDone)
+	bigDone, smallDone := q.line(ctx)
 
 	cancel()
 	require.ErrorIs(t, <-bigDone, context.Canceled)
@@ -229,10 +234,7 @@ func TestCanceledSendLeavesTheLine(t *testing.T) {
 
 func TestCloseFreesEveryWaitingSend(t *testing.T) {
 	q := newFullQueue(t)
-	bigDone := q.send(context.Background(), q.big)
-	q.waiters(1, bigDone)
-	smallDone := q.send(context.Background(), cancelFrame(3))
-	q.waiters(2, smallDone)
+	bigDone, smallDone := q.line(context.Background())
 	require.NoError(t, q.c.Close())
 	require.ErrorIs(t, <-bigDone, channel.ErrClosed)
 	require.ErrorIs(t, <-smallDone, channel.ErrClosed)
