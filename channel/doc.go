@@ -8,6 +8,11 @@
 // The first error on either side, or [Conn.Close], ends both: the stream is
 // closed, which unblocks the reader, and Serve returns that first error.
 //
+// [Conn.Send] queues a frame for the writer and returns. The queue is
+// bounded (Config.QueueBytes); while it is full, Sends wait in line and get
+// in in the order they came, so a large frame is not starved by small ones
+// that keep taking the room it waits for.
+//
 // [Pipe] makes a connected pair of streams over OS pipes, the simplest
 // transport to run a Mux and a DeMux over in one process or across a
 // parent and its child.
