@@ -199,37 +199,55 @@ func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
 		f.Release()
 		return err
 	}
-	w := &sendWaiter{f: f, size: size, ready: make(chan struct{})}
+	w := waiterPool.Get().(*sendWaiter)
+	w.f, w.size = f, size
 	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
+	took := false
 	select {
 	case <-w.ready:
+		took = true
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
-	if w.queued {
-		c.mu.Unlock()
-		return nil // f is queued and emptied: hands off
+	if w.signaled && !took {
+		<-w.ready // sent under c.mu, so it is there: take it before w is reused
 	}
-	err := c.err
-	wake := false
-	if err == nil { // ctx ended first: leave the line, which may let others on
+	queued, err, wake := w.queued, c.err, false
+	if !w.signaled { // ctx ended first: leave the line, which may let others on
 		err = ctx.Err()
 		c.waiters = slices.DeleteFunc(c.waiters, func(o *sendWaiter) bool { return o == w })
 		wake = c.admit()
 	}
 	c.mu.Unlock()
+	*w = sendWaiter{ready: w.ready}
+	waiterPool.Put(w)
+	if queued {
+		return nil // f was queued and emptied: hands off
+	}
 	c.wakeWriter(wake)
 	f.Release()
 	return err
 }
 
-// sendWaiter is a Send waiting for room in the send queue.
+// sendWaiter is a Send waiting for room in the send queue. Waiters are
+// pooled: a stream whose queue stays full has a waiter for most frames.
 type sendWaiter struct {
-	f      *frame.Frame
-	size   int
-	ready  chan struct{} // closed once f is queued or the Conn has died
-	queued bool          // f was queued (and emptied) for the waiter
+	f        *frame.Frame
+	size     int
+	ready    chan struct{} // gets one token once signaled
+	signaled bool          // queued, or the Conn has died; set with c.mu held
+	queued   bool          // f was queued (and emptied) for the waiter
+}
+
+var waiterPool = sync.Pool{New: func() any {
+	return &sendWaiter{ready: make(chan struct{}, 1)}
+}}
+
+// signal ends w's wait; c.mu is held, and w is off the line.
+func (w *sendWaiter) signal(queued bool) {
+	w.signaled, w.queued = true, queued
+	w.ready <- struct{}{} // never blocks: one token per wait
 }
 
 // fits reports whether a frame of size bytes may join the queue now: a
@@ -260,8 +278,7 @@ func (c *Conn) admit() (wake bool) {
 		c.waiters[0] = nil
 		c.waiters = c.waiters[1:]
 		wake = c.push(w.f, w.size) || wake
-		w.queued = true
-		close(w.ready)
+		w.signal(true)
 	}
 	if len(c.waiters) == 0 {
 		c.waiters = nil // let a long line's backing array go
@@ -329,7 +346,7 @@ func (c *Conn) fail(err error) {
 	queue := c.queue
 	c.queue, c.queued = nil, 0
 	for _, w := range c.waiters {
-		close(w.ready) // each releases its own frame
+		w.signal(false) // each releases its own frame
 	}
 	c.waiters = nil
 	c.mu.Unlock()
