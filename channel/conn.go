@@ -49,17 +49,25 @@ type Config struct {
 	Codec frame.Codec
 	// Logger receives debug records about the stream; nil means silence.
 	Logger *slog.Logger
+	// HalfClose keeps the Conn alive when the peer ends the stream
+	// cleanly (at a frame boundary) while this side may still write: Serve
+	// then returns an error wrapping io.EOF with the writer still running,
+	// Err stays nil, Send and Drain still work, and the owner calls Close
+	// once it has sent what it owes. Without it, the end of the stream
+	// ends the Conn at once.
+	HalfClose bool
 }
 
 // Conn is one framed stream shared by many goroutines. Send, Drain, Close,
 // Done and Err are safe for concurrent use; Serve is called once, by the
 // owner that reads. Make one with New; the zero Conn is not usable.
 type Conn struct {
-	rwc   io.ReadWriteCloser
-	codec frame.Codec
-	max   int
-	limit int
-	log   *slog.Logger
+	rwc       io.ReadWriteCloser
+	codec     frame.Codec
+	max       int
+	limit     int
+	log       *slog.Logger
+	halfClose bool
 
 	wake       chan struct{} // a token means the queue may hold frames
 	done       chan struct{} // closed when the Conn has failed or closed
@@ -98,6 +106,7 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 		max:        cfg.MaxFrameSize,
 		limit:      cfg.QueueBytes,
 		log:        cfg.Logger,
+		halfClose:  cfg.HalfClose,
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -124,8 +133,9 @@ func (c *Conn) Err() error {
 // owns f's payload (it calls f.Release or hands the frame on). An error
 // from handle ends the stream with that error.
 //
-// Serve starts the writer goroutine and returns only after it has exited.
-// It returns the first error the Conn met: one that satisfies
+// Serve starts the writer goroutine and returns only after it has exited,
+// except at a clean end of stream with Config.HalfClose set, when the
+// writer runs on until Close. It returns the first error the Conn met: one that satisfies
 // errors.Is(err, io.EOF) when the peer closed the stream (a write that
 // failed because the peer hung up wraps io.EOF too), ErrClosed after
 // Close.
@@ -158,6 +168,9 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 			break
 		}
 		err = handle(&f)
+	}
+	if err == io.EOF && c.halfClose && c.Err() == nil {
+		return err // the writer goes on until Close
 	}
 	c.fail(err)
 	<-c.writerDone

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/muxrpc/muxrpc/internal/core"
 )
 
 // reqContext is the context a handler runs with. It has no parent: the
@@ -14,7 +16,8 @@ import (
 // it; it is kept small because every parked call holds one, and Done
 // allocates its channel only when a handler asks for it.
 type reqContext struct {
-	deadline int64 // Unix nanoseconds; 0 if none
+	conn     *core.Conn // the connection the request came on, the context's one value
+	deadline int64      // Unix nanoseconds; 0 if none
 
 	// state is a ctxState. It is written under mu, once, and read without
 	// it: Err is on every request's path.
@@ -62,8 +65,8 @@ var _ context.Context = (*reqContext)(nil)
 
 // newReqContext returns a live context, with a deadline budget from now if
 // hasBudget.
-func newReqContext(hasBudget bool, budget time.Duration) *reqContext {
-	c := &reqContext{}
+func newReqContext(conn *core.Conn, hasBudget bool, budget time.Duration) *reqContext {
+	c := &reqContext{conn: conn}
 	if hasBudget {
 		c.deadline = time.Now().Add(budget).UnixNano()
 		if budget <= 0 {
@@ -105,8 +108,14 @@ func (c *reqContext) Err() error { return stateErr(c.state.Load()) }
 // canceledByPeer reports whether the client canceled the request.
 func (c *reqContext) canceledByPeer() bool { return c.state.Load() == peerCanceled }
 
-// Value returns nil: a request context carries no values.
-func (c *reqContext) Value(any) any { return nil }
+// Value returns the connection the request came on for core.Key, which
+// mux.FromContext and PeerFromContext look up, and nil for any other key.
+func (c *reqContext) Value(key any) any {
+	if key == core.Key && c.conn != nil {
+		return c.conn
+	}
+	return nil
+}
 
 // AfterFunc arranges for f to run once the context ends, and returns a
 // function that cancels that if f has not started. It lets the context

@@ -10,7 +10,7 @@ import (
 )
 
 func TestRequestContextCancel(t *testing.T) {
-	c := newReqContext(false, 0)
+	c := newReqContext(nil, false, 0)
 	_, ok := c.Deadline()
 	assert.False(t, ok)
 	require.NoError(t, c.Err())
@@ -27,13 +27,13 @@ func TestRequestContextCancel(t *testing.T) {
 	c.cancel(expired) // the first reason stays
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 
-	late := newReqContext(false, 0)
+	late := newReqContext(nil, false, 0)
 	late.cancel(canceled)
 	<-late.Done() // asked for only after the end: already closed
 }
 
 func TestRequestContextDeadline(t *testing.T) {
-	c := newReqContext(true, time.Hour)
+	c := newReqContext(nil, true, time.Hour)
 	d, ok := c.Deadline()
 	require.True(t, ok)
 	assert.WithinDuration(t, time.Now().Add(time.Hour), d, time.Minute)
@@ -41,17 +41,17 @@ func TestRequestContextDeadline(t *testing.T) {
 	c.cancel(canceled) // stops the timer
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 
-	expired := newReqContext(true, -time.Second)
+	expired := newReqContext(nil, true, -time.Second)
 	assert.ErrorIs(t, expired.Err(), context.DeadlineExceeded)
 	<-expired.Done()
 
-	soon := newReqContext(true, time.Millisecond)
+	soon := newReqContext(nil, true, time.Millisecond)
 	<-soon.Done()
 	assert.ErrorIs(t, soon.Err(), context.DeadlineExceeded)
 }
 
 func TestRequestContextDerived(t *testing.T) {
-	c := newReqContext(false, 0)
+	c := newReqContext(nil, false, 0)
 	child, cancelChild := context.WithCancel(c)
 	defer cancelChild()
 	timed, cancelTimed := context.WithTimeout(c, time.Hour)

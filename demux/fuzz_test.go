@@ -59,18 +59,16 @@ func serveStream(t *testing.T, h demux.Handler, opts []demux.Option, data []byte
 	d := demux.New(server, h, opts...)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
-	drained := make(chan struct{})
-	go func() { // read the replies so that the server's writes never block
-		io.Copy(io.Discard, toClient)
-		close(drained)
-	}()
 	fromClient.Write(frame.Preface[:])
 	fromClient.Write(data)
+	// The client hangs up whole: the server reads everything, then EOF,
+	// and its writes fail, so handlers parked on their contexts are
+	// canceled. (A client that closed only its writing end would be owed
+	// the replies of parked handlers, and wait for them.)
 	fromClient.Close()
-	<-served // EOF, or the first violation, ends it; parked handlers are canceled
-	d.Close()
-	<-drained
 	toClient.Close()
+	<-served
+	d.Close()
 }
 
 // pipeEnd is one side of a stream made of two OS pipes.

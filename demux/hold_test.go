@@ -3,19 +3,21 @@ package demux
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/frame"
 	"github.com/muxrpc/muxrpc/mux"
 )
 
-func TestReaderWaitsOncePastMaxInFlightHoldsMaxHeld(t *testing.T) {
+func TestPastMaxHeldRequestsAreRefusedAsOverloaded(t *testing.T) {
 	// MaxInFlight(1): the first request runs and blocks, the second is
 	// held, and the third would take the held requests past maxHeld, so
-	// the reader waits for room (d.space is made) instead of reading on.
+	// it is refused at once with CodeOverloaded; the reader never waits.
 	client, server, err := channel.Pipe()
 	require.NoError(t, err)
 	gate := make(chan struct{})
@@ -32,23 +34,26 @@ func TestReaderWaitsOncePastMaxInFlightHoldsMaxHeld(t *testing.T) {
 		<-served
 	}()
 	big := bytes.Repeat([]byte{7}, maxHeld*3/5)
-	calls := []*mux.Call{
-		m.Go(t.Context(), "first", []byte("x"), new([]byte)),
-		m.Go(t.Context(), "held", big, new([]byte)),
-		m.Go(t.Context(), "waits", big, new([]byte)),
-	}
-	waitFor(t, "one request held and the reader waiting for room", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.running == 1 && d.held.len() == 1 && d.space != nil
+	first := m.Go(t.Context(), "first", []byte("x"), new([]byte))
+	held := m.Go(t.Context(), "held", big, new([]byte))
+	waitFor(t, "one request running and one held", func() bool {
+		d.s.mu.Lock()
+		defer d.s.mu.Unlock()
+		return d.s.running == 1 && d.s.held.len() == 1
 	})
+	err = m.Call(t.Context(), "refused", big, new([]byte))
+	var re *frame.RemoteError
+	require.True(t, errors.As(err, &re), "want a RemoteError, got %v", err)
+	assert.Equal(t, frame.CodeOverloaded, re.Code)
+	assert.Contains(t, re.Message, "overloaded")
+
 	close(gate)
-	for _, c := range calls {
+	for _, c := range []*mux.Call{first, held} {
 		<-c.Done()
 		require.NoError(t, c.Err())
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	assert.Zero(t, d.held.len())
-	assert.Zero(t, d.heldSize)
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	assert.Zero(t, d.s.held.len())
+	assert.Zero(t, d.s.heldSize)
 }

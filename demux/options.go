@@ -3,7 +3,7 @@ package demux
 import (
 	"log/slog"
 
-	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/internal/core"
 )
 
 // DefaultMaxInFlight bounds the requests queued or running at once when
@@ -11,40 +11,53 @@ import (
 // number of workers).
 const DefaultMaxInFlight = 1024
 
-// Option configures a DeMux.
-type Option func(*config)
+// Option configures a DeMux, a Server, or the serving half of a Mux. It is
+// the same type as mux.Option, so options of either package can be mixed.
+type Option = core.Option
 
-type config struct {
-	channel     channel.Config
-	workers     int
-	maxInFlight int
+// Handle makes a connection serve h: given to mux.New, mux.Dial or
+// mux.Start, it gives the Mux a serving half, so that the peer can call
+// this side on the same stream (callbacks, server push). New and NewServer
+// take their handler as an argument instead.
+func Handle(h Handler) Option {
+	return func(c *core.Config) {
+		c.Serve = func(conn *core.Conn, cfg *core.Config) core.Server { return newServing(conn, h, cfg) }
+	}
 }
 
-// Workers sets how requests run. n > 0 starts a pool of exactly n
-// goroutines that take requests in the order they arrived, so at most n
-// handlers run at once, and Workers(1) handles one request at a time in
-// arrival order. n <= 0, the default, runs each request as if on a
+// Workers sets how requests run. n > 0 runs them on at most n goroutines
+// that take requests in the order they arrived, so at most n handlers run
+// at once, and Workers(1) handles one request at a time in arrival order.
+// The goroutines are started as requests need them and kept until the
+// connection ends. n <= 0, the default, runs each request as if on a
 // goroutine of its own (still bounded by MaxInFlight): no handler waits for
-// another to return, however long that one blocks. Requests wait in a queue
-// that goroutines take them from in arrival order, and another goroutine is
-// woken whenever one takes a request and leaves others waiting, so a busy
-// DeMux with quick handlers runs on a few goroutines instead of waking one
-// per request; a goroutine that finds the queue empty waits a few seconds
+// another to return, however long that one blocks. Either way requests
+// wait in one queue; by default another goroutine is woken whenever one
+// takes a request and leaves others waiting, so a busy connection with
+// quick handlers runs on a few goroutines instead of waking one per
+// request, and a goroutine that finds the queue empty waits a few seconds
 // for more work before it exits.
+//
+// A handler that calls back its caller (see mux.FromContext) holds its
+// goroutine while it waits: with Workers(n), n nested calls back into this
+// side fill every worker, and a further request waits for one of them, so
+// a chain of calls that comes back to this side more than n times waits
+// until its contexts end.
 func Workers(n int) Option {
-	return func(c *config) { c.workers = max(n, 0) }
+	return func(c *core.Config) { c.Workers = max(n, 0) }
 }
 
 // MaxInFlight bounds the requests, notifications included, that are queued
 // or running at once. Requests that arrive past the bound are held, in
-// arrival order, and queued as handlers finish; while the held requests
-// weigh more than 1 MiB (payloads and method names) the DeMux stops reading
-// the stream until a handler finishes, which pushes back on the client
-// through the transport. Reading on past the bound is what lets a DeMux
-// whose handlers all wait for their contexts see the client hang up. n <= 0 means DefaultMaxInFlight, or the number of workers
-// if that is larger.
+// arrival order, and queued as handlers finish; a request that would take
+// the held ones past 1 MiB (payloads and method names) is refused at once
+// with CodeOverloaded (a notification is dropped), so the caller knows it
+// did not run. The DeMux never stops reading the stream to push back: a
+// reader that waited for a handler would also stop the replies that
+// handler's own calls back to the client wait for. n <= 0 means
+// DefaultMaxInFlight, or the number of workers if that is larger.
 func MaxInFlight(n int) Option {
-	return func(c *config) { c.maxInFlight = n }
+	return func(c *core.Config) { c.MaxInFlight = n }
 }
 
 // MaxFrameSize sets the largest frame the DeMux accepts or sends, counted
@@ -53,12 +66,13 @@ func MaxInFlight(n int) Option {
 // before anything is allocated); a larger result is answered with
 // CodeInternal instead. Use the same limit on both sides.
 func MaxFrameSize(n int) Option {
-	return func(c *config) { c.channel.MaxFrameSize = n }
+	return func(c *core.Config) { c.Channel.MaxFrameSize = n }
 }
 
-// Logger sets where the DeMux reports stream failures and errors of
-// notification handlers, which have nobody to return them to. Nil, the
-// default, means silence.
+// Logger sets where the DeMux reports, at debug level, stream failures,
+// errors of notification handlers, which have nobody to return them to,
+// and requests it refused; and, at error level, handlers' panics with the
+// method and the stack. Nil, the default, means silence.
 func Logger(l *slog.Logger) Option {
-	return func(c *config) { c.channel.Logger = l }
+	return func(c *core.Config) { c.Channel.Logger = l }
 }

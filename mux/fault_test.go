@@ -40,9 +40,6 @@ func TestFaultsFromTheServer(t *testing.T) {
 			p.Write([]byte{0, 0, 0, 30, byte(frame.TypeResponse), 0, 0, 0, 0})
 			p.RWC.Close()
 		}, io.ErrUnexpectedEOF},
-		{"request sent to the client", func(p *rpctest.Raw, req frame.Frame) {
-			p.Send(rpctest.Request(1, "x", nil))
-		}, frame.ErrMalformed},
 		{"reply over the limit", func(p *rpctest.Raw, req frame.Frame) {
 			p.Write([]byte{0x7f, 0xff, 0xff, 0xff})
 		}, frame.ErrTooLarge},
@@ -73,6 +70,35 @@ func TestFaultsFromTheServer(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestRequestToAMuxThatDoesNotServeIsAnsweredNoMethod(t *testing.T) {
+	// PROTOCOL.md §2: a side that serves nothing answers a REQUEST with
+	// NoMethod and drops a NOTIFY; its stream and its calls go on.
+	m, srv := fakeServer(t, transport.Pipe)
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+	srv.Send(frame.Frame{Type: frame.TypeNotify, Method: "dropped", Payload: []byte{0xc0}})
+	srv.Send(rpctest.Request(7, "callback", nil))
+	answer := srv.Read()
+	assert.Equal(t, frame.TypeError, answer.Type)
+	assert.Equal(t, uint64(7), answer.XID)
+	require.NotNil(t, answer.Err)
+	assert.Equal(t, frame.CodeNoMethod, answer.Err.Code)
+	assert.Contains(t, answer.Err.Message, "callback")
+
+	result := make(chan error, 1)
+	var got string
+	go func() { result <- m.Call(context.Background(), "x", nil, &got) }()
+	req := srv.Read()
+	srv.Send(rpctest.Response(req.XID, "still alive"))
+	select {
+	case err := <-result:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call after the refused request got no reply")
+	}
+	assert.Equal(t, "still alive", got)
 }
 
 func TestWrongPeerFailsCalls(t *testing.T) {

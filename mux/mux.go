@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"reflect"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/core"
 )
 
 // ErrClosed is wrapped by the error of every call that fails because the
@@ -21,14 +24,19 @@ var ErrClosed = errors.New("mux: closed")
 
 // Mux sends calls over one stream and routes each reply to its caller. It
 // is safe for concurrent use by any number of goroutines. Make one with
-// New; the zero Mux is not usable.
+// New, Dial or Start, or get the one of the connection a handler serves
+// with FromContext; the zero Mux is not usable.
+//
+// A Mux may serve the peer's calls on the same stream too: give it
+// demux.Handle(h) among its options.
 type Mux struct {
-	conn       *channel.Conn
-	readerDone chan struct{}
+	conn *core.Conn
+	ch   *channel.Conn
+	log  *slog.Logger
 
 	mu      sync.Mutex
-	pending pendingTable // calls waiting for a reply, by xid
-	err     error        // set once the Mux can take no new calls
+	pending pendingTable // calls waiting for a reply, by xid; guarded by mu
+	err     error        // set once the Mux can take no new calls; guarded by mu
 
 	finished int // calls the reader has finished; only the reader touches it
 }
@@ -51,33 +59,76 @@ type Mux struct {
 const yieldEvery = 8
 
 // New starts a Mux over rwc, whose other end must be served by a
-// demux.DeMux. It never blocks on I/O: the preface exchange happens in the
-// background, and if it fails, calls fail with an error wrapping ErrClosed.
-// The Mux owns rwc from now on; Close closes it.
+// demux.DeMux (or by another Mux that serves). It never blocks on I/O: the
+// preface exchange happens in the background, and if it fails, calls fail
+// with an error wrapping ErrClosed. The Mux owns rwc from now on; Close
+// closes it.
+//
+// With demux.Handle(h) among opts, the Mux also serves the requests the
+// peer sends on the same stream, with the other options of package demux
+// (demux.Workers, demux.MaxInFlight) applying to that serving half.
 func New(rwc io.ReadWriteCloser, opts ...Option) *Mux {
-	var cfg channel.Config
-	for _, o := range opts {
-		o(&cfg)
-	}
-	m := &Mux{
-		conn:       channel.New(rwc, cfg),
-		readerDone: make(chan struct{}),
-	}
-	go func() {
-		defer close(m.readerDone)
-		m.fail(m.conn.Serve(m.handle))
-	}()
+	return start(rwc, core.NewConfig(opts))
+}
+
+// start makes the connection for cfg over rwc, attaches a Mux and starts
+// the reader, which Close waits for.
+func start(rwc io.ReadWriteCloser, cfg core.Config) *Mux {
+	conn := core.New(rwc, cfg)
+	m := attach(conn)
+	go conn.Serve()
 	return m
+}
+
+// attach returns the Mux of conn, making it if conn has none yet.
+func attach(conn *core.Conn) *Mux {
+	r := conn.SetCaller(func() core.Caller {
+		return (*replies)(&Mux{conn: conn, ch: conn.Channel(), log: conn.Logger()})
+	})
+	return (*Mux)(r.(*replies))
+}
+
+// FromContext returns the Mux that calls the peer whose request ctx
+// belongs to: within a handler (and in contexts derived from its ctx), the
+// other end of the connection the request came on, so that a handler can
+// call back its caller or keep the Mux to send it notifications later. It
+// returns false for a context that no handler received. Every call of it
+// for one connection returns the same Mux; closing that Mux closes the
+// connection.
+func FromContext(ctx context.Context) (*Mux, bool) {
+	conn := core.FromContext(ctx)
+	if conn == nil {
+		return nil, false
+	}
+	return attach(conn), true
 }
 
 // Close closes the stream and waits for the Mux's goroutines to exit.
 // Every call still waiting returns an error wrapping ErrClosed; later calls
-// fail at once. Close returns the error of closing the stream, if any, and
-// is safe to call more than once.
+// fail at once. If the Mux serves too, the contexts of running handlers are
+// canceled and Close waits for the handlers to return. Close returns the
+// error of closing the stream, if any (for a Mux made by Start, the child's
+// exit error), and is safe to call more than once.
 func (m *Mux) Close() error {
-	err := m.conn.Close()
-	<-m.readerDone
-	return err
+	return m.conn.Close()
+}
+
+// Done returns a channel that is closed once the Mux's stream has ended
+// (closed by Close, by the peer or by an error) and every call waiting on
+// it has failed. It lets a user watch the connection without making a
+// call.
+func (m *Mux) Done() <-chan struct{} { return m.conn.Done() }
+
+// Err returns nil while the stream is alive. Once Done is closed it
+// returns the error calls fail with: ErrClosed, wrapping the cause unless
+// the Mux was closed by Close.
+func (m *Mux) Err() error {
+	select {
+	case <-m.conn.Done():
+		return m.closedError(m.conn.Err())
+	default:
+		return nil
+	}
 }
 
 // Call calls method on the remote side with args and decodes the result into
@@ -161,6 +212,12 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mux: call %q: %w", method, err)
 	}
+	if c.reply != nil {
+		if v := reflect.ValueOf(c.reply); v.Kind() != reflect.Pointer || v.IsNil() {
+			return fmt.Errorf("mux: call %q: the reply must be a non-nil pointer, not %T", method, c.reply)
+		}
+	}
+	c.method = method
 	// The request is built in the frame the reply will arrive in: Send
 	// empties it before the request can leave.
 	f := &c.resp
@@ -190,7 +247,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		f.XID = c.xid
 	}
 	m.mu.Unlock()
-	err := m.conn.Send(ctx, f) // from here on, the reply may arrive in f
+	err := m.ch.Send(ctx, f) // from here on, the reply may arrive in f
 	if err == nil {
 		if c.async && ctx.Done() != nil {
 			m.watch(ctx, c, method)
@@ -248,53 +305,58 @@ func (m *Mux) abandon(ctx context.Context, c *Call) bool {
 	if !m.unregister(c) {
 		return false
 	}
-	m.conn.Send(ctx, &frame.Frame{Type: frame.TypeCancel, XID: c.xid})
+	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, XID: c.xid})
 	return true
 }
 
-// handle runs on the reader goroutine for each frame that arrives.
-func (m *Mux) handle(f *frame.Frame) error {
-	switch f.Type {
-	case frame.TypeResponse, frame.TypeError:
-		m.mu.Lock()
-		c := m.pending.remove(f.XID)
-		m.mu.Unlock()
-		if c == nil { // its caller gave up; drop the late reply
-			f.Release()
-			return nil
+// replies is the Mux as the connection's calling half: the methods the
+// connection calls, kept off the Mux's own method set.
+type replies Mux
+
+// Reply finishes the call a RESPONSE or ERROR frame answers. It runs on the
+// reader goroutine.
+func (r *replies) Reply(f *frame.Frame) {
+	m := (*Mux)(r)
+	m.mu.Lock()
+	c := m.pending.remove(f.XID)
+	m.mu.Unlock()
+	if c == nil { // its caller gave up; drop the late reply
+		if m.log.Enabled(context.Background(), slog.LevelDebug) {
+			m.log.Debug("muxrpc dropped a reply nobody waits for", "frame", f.String())
 		}
-		// A request that refers to its caller's bytes must be written
-		// before the call may finish; it is, unless the server answered
-		// before reading all of it, and then this waits for the writer.
-		c.sent.Wait()
-		if f.Type == frame.TypeError {
-			c.err = f.Err
-		}
-		c.resp = *f
-		*f = frame.Frame{}
-		c.finish()
-		if m.finished++; m.finished%yieldEvery == 0 {
-			runtime.Gosched()
-		}
-	case frame.TypeGoAway:
-		reason := f.Err
-		if reason == nil {
-			reason = &frame.RemoteError{Code: frame.CodeShutdown, Message: "server is shutting down"}
-		}
-		m.mu.Lock()
-		if m.err == nil {
-			m.err = fmt.Errorf("%w: %w", ErrClosed, reason)
-		}
-		m.mu.Unlock()
-	default:
 		f.Release()
-		return fmt.Errorf("%w: a client does not accept %v frames", frame.ErrMalformed, f.Type)
+		return
 	}
-	return nil
+	// A request that refers to its caller's bytes must be written
+	// before the call may finish; it is, unless the server answered
+	// before reading all of it, and then this waits for the writer.
+	c.sent.Wait()
+	if f.Type == frame.TypeError {
+		c.err = f.Err
+	}
+	c.resp = *f
+	*f = frame.Frame{}
+	c.finish()
+	if m.finished++; m.finished%yieldEvery == 0 {
+		runtime.Gosched()
+	}
 }
 
-// fail ends every waiting call once the stream is gone.
-func (m *Mux) fail(cause error) {
+// GoAway makes new calls fail with the peer's reason; calls already sent
+// still get their replies.
+func (r *replies) GoAway(reason *frame.RemoteError) {
+	m := (*Mux)(r)
+	m.log.Debug("muxrpc peer sent GOAWAY", "reason", reason.Error())
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = fmt.Errorf("%w: %w", ErrClosed, reason)
+	}
+	m.mu.Unlock()
+}
+
+// Fail ends every waiting call once the stream is gone.
+func (r *replies) Fail(cause error) {
+	m := (*Mux)(r)
 	err := m.closedError(cause)
 	m.mu.Lock()
 	if m.err == nil { // a GOAWAY's reason, if any, stays the one new calls see
@@ -303,6 +365,7 @@ func (m *Mux) fail(cause error) {
 	pending := m.pending.takeAll()
 	m.mu.Unlock()
 	for _, c := range pending {
+		c.sent.Wait() // a request that refers to its caller's bytes is let go first
 		c.err = err
 		c.finish()
 	}
@@ -319,8 +382,9 @@ func (m *Mux) closedError(cause error) error {
 // Call is a call started by Mux.Go. Its methods are safe for concurrent
 // use; the zero Call is not usable.
 type Call struct {
-	resp  frame.Frame // the request until queued, then the reply until decoded
-	reply any
+	resp   frame.Frame // the request until queued, then the reply until decoded
+	reply  any
+	method string
 	err   error
 	xid   uint64
 	async bool           // started by Go: done is closed, reply decoded by finish
@@ -367,7 +431,7 @@ func (c *Call) result() error {
 		return nil
 	}
 	if err := frame.DecodePayload(c.resp.Payload, c.reply); err != nil {
-		return fmt.Errorf("mux: decoding reply: %w", err)
+		return fmt.Errorf("mux: call %q: decoding the reply into %T: %w", c.method, c.reply, err)
 	}
 	return nil
 }

@@ -450,12 +450,41 @@ func TestOversizedResultIsAnsweredWithAnError(t *testing.T) {
 	assert.Len(t, out, 100)
 }
 
+func TestNonPointerReplyFailsBeforeSending(t *testing.T) {
+	// The handler must not run (its side effect would be done) when the
+	// reply could never be decoded.
+	ran := make(chan struct{}, 1)
+	r := demux.NewRouter()
+	r.Handle("effect", demux.Func(func(context.Context, int) (int, error) {
+		ran <- struct{}{}
+		return 1, nil
+	}))
+	p := rpctest.Start(t, transport.Pipe, r, nil)
+	var value int
+	var nilPtr *int
+	for _, reply := range []any{value, nilPtr} {
+		err := p.Mux.Call(context.Background(), "effect", 1, reply)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "non-nil pointer")
+		assert.NotErrorIs(t, err, mux.ErrClosed)
+		c := p.Mux.Go(context.Background(), "effect", 1, reply)
+		<-c.Done()
+		assert.Contains(t, c.Err().Error(), "non-nil pointer")
+	}
+	// A call that does run comes after those on the stream: if they had
+	// been sent, their handlers would have run first.
+	var out int
+	require.NoError(t, p.Mux.Call(context.Background(), "effect", 1, &out))
+	<-ran
+	assert.Empty(t, ran, "a call with a non-pointer reply reached the handler")
+}
+
 func TestReplyDecodeErrorIsTheCallersOnly(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, echoRouter(), nil)
 	var wrong int
 	err := p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 1}, &wrong)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "decoding reply")
+	assert.Contains(t, err.Error(), `call "echo": decoding the reply into *int`, "the error names the method and the Go type")
 	var out echoArgs
 	require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 2}, &out))
 }
