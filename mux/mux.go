@@ -385,12 +385,12 @@ type Call struct {
 	resp   frame.Frame // the request until queued, then the reply until decoded
 	reply  any
 	method string
-	err   error
-	xid   uint64
-	async bool           // started by Go: done is closed, reply decoded by finish
-	done  chan struct{}  // Go: closed when finished; Call: receives one token
-	stop  func() bool    // Go: stops the AfterFunc watching ctx
-	sent  sync.WaitGroup // Call: waits for a request that refers to args (referMin)
+	err    error
+	xid    uint64
+	async  bool           // started by Go: done is closed, reply decoded by finish
+	done   chan struct{}  // Go: closed when finished; Call: receives one token
+	stop   func() bool    // Go: stops the AfterFunc watching ctx
+	sent   sync.WaitGroup // Call: waits for a request that refers to args (referMin)
 }
 
 // referMin is the smallest []byte argument that Call sends without copying
