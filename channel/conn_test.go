@@ -3,12 +3,13 @@ package channel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -134,10 +135,19 @@ func (g *gatedRWC) Close() error {
 	return g.ReadWriteCloser.Close()
 }
 
-// waitUntil yields until cond holds.
-func waitUntil(cond func() bool) {
+// waitUntil polls cond every millisecond until it holds, and fails the
+// test, naming what it waited for, if it does not within 10 s.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	const bound = 10 * time.Second
+	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		runtime.Gosched()
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v in vain for %s", bound, what)
+		}
+		<-tick.C
 	}
 }
 
@@ -146,6 +156,7 @@ func waitUntil(cond func() bool) {
 // through it: small frames (xids 1 and 3) and a big one (xid 2) that fits
 // in the queue alone but not beside a small one.
 type fullQueue struct {
+	t      testing.TB
 	c      *channel.Conn
 	gate   *gatedRWC
 	peer   *rpctest.Raw
@@ -163,7 +174,7 @@ func newFullQueue(t *testing.T) *fullQueue {
 	limit := frame.Native.FrameSize(big) + smallSize - 1
 	gate := newGatedRWC(a)
 	c := channel.New(gate, channel.Config{QueueBytes: limit})
-	q := &fullQueue{c: c, gate: gate, peer: rpctest.NewRaw(t, b), served: serve(c), big: big}
+	q := &fullQueue{t: t, c: c, gate: gate, peer: rpctest.NewRaw(t, b), served: serve(c), big: big}
 	t.Cleanup(func() {
 		c.Close()
 		<-q.served
@@ -183,13 +194,17 @@ func (q *fullQueue) send(ctx context.Context, f *frame.Frame) <-chan error {
 // waiters waits until n Sends wait for room, or done has a result (a Send
 // that did not wait, which the caller then sees).
 func (q *fullQueue) waiters(n int, done <-chan error) {
-	waitUntil(func() bool { return q.c.Waiting() == n || len(done) > 0 })
+	q.t.Helper()
+	waitUntil(q.t, fmt.Sprintf("%d Sends to wait for room", n), func() bool {
+		return q.c.Waiting() == n || len(done) > 0
+	})
 }
 
 // line lines up two Sends behind the first frame: the big frame's, with
 // ctx, and behind it a small frame's (xid 3), which would fit beside the
 // first frame. It returns the channels of their results.
 func (q *fullQueue) line(ctx context.Context) (bigDone, smallDone <-chan error) {
+	q.t.Helper()
 	bigDone = q.send(ctx, q.big)
 	q.waiters(1, bigDone)
 	smallDone = q.send(context.Background(), cancelFrame(3))

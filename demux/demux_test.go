@@ -151,6 +151,43 @@ func TestRawRequestGetsItsReply(t *testing.T) {
 	}
 }
 
+func TestCodeZeroGoesOutAsApplication(t *testing.T) {
+	// Code 0 is never sent (PROTOCOL.md, section 8): a handler's
+	// RemoteError with code 0, returned or wrapped, goes out as
+	// CodeApplication, and the handler's own value is left alone.
+	direct := &frame.RemoteError{Code: 0, Message: "x", Trace: "t"}
+	inner := &frame.RemoteError{Code: 0, Message: "y"}
+	r := demux.NewRouter()
+	r.Handle("direct", demux.HandlerFunc(func(context.Context, *demux.Request) (any, error) { return nil, direct }))
+	r.Handle("wrapped", demux.HandlerFunc(func(context.Context, *demux.Request) (any, error) {
+		return nil, fmt.Errorf("wrapped: %w", inner)
+	}))
+	peer, _, _ := serve(t, transport.Pipe, r)
+	peer.Preface()
+	require.NoError(t, peer.R.ReadPreface())
+	peer.Send(rpctest.Request(1, "direct", nil))
+	peer.Send(rpctest.Request(2, "wrapped", nil))
+	var f frame.Frame
+	for range 2 {
+		require.NoError(t, peer.R.ReadFrame(&f))
+		require.Equal(t, frame.TypeError, f.Type)
+		assert.Equal(t, frame.CodeApplication, f.Err.Code, "xid %d", f.XID)
+		switch f.XID {
+		case 1:
+			assert.Equal(t, "x", f.Err.Message)
+			assert.Equal(t, "t", f.Err.Trace)
+		case 2:
+			assert.Contains(t, f.Err.Message, "wrapped: ")
+			assert.Contains(t, f.Err.Message, "y")
+		default:
+			t.Fatalf("unexpected %v", &f)
+		}
+		f.Release()
+	}
+	assert.Equal(t, frame.Code(0), direct.Code, "the handler's error was not changed")
+	assert.Equal(t, frame.Code(0), inner.Code, "the handler's error was not changed")
+}
+
 func TestMaxInFlightStopsReading(t *testing.T) {
 	const limit, calls = 2, 8
 	var running, peak atomic.Int32

@@ -72,9 +72,10 @@ func (r *Request) Bytes() ([]byte, error) {
 //
 // The result is encoded with msgpack for the caller; it is dropped for a
 // notification. An error goes back as a *frame.RemoteError: returned as is
-// if it is one (or wraps one, whose code is kept), with CodeCanceled or
-// CodeDeadlineExceeded if it wraps the matching context error, else with
-// CodeApplication and err.Error() as the message. A panic is recovered and
+// if it is one (or wraps one, whose code is kept), except that code 0 goes
+// out as CodeApplication; with CodeCanceled or CodeDeadlineExceeded if it
+// wraps the matching context error; else with CodeApplication and
+// err.Error() as the message. A panic is recovered and
 // sent back with CodePanic. ServeRPC must not keep req after it returns, and
 // must not call the DeMux's Close or Shutdown, which wait for it.
 type Handler interface {

@@ -554,14 +554,24 @@ func (s *serving) retire(r *request) {
 	}
 }
 
-// remoteError gives a handler's error the form it takes on the wire.
+// remoteError gives a handler's error the form it takes on the wire. A
+// *frame.RemoteError, returned or wrapped, keeps its code, except that code
+// 0, which is never sent, becomes CodeApplication; the handler's value is
+// copied, not changed.
 func remoteError(err error) *frame.RemoteError {
 	var re *frame.RemoteError
 	if errors.As(err, &re) {
-		if re == err {
-			return re
+		code := re.Code
+		if code == 0 {
+			code = frame.CodeApplication
 		}
-		return &frame.RemoteError{Code: re.Code, Message: err.Error(), Trace: re.Trace}
+		if re == err {
+			if code == re.Code {
+				return re
+			}
+			return &frame.RemoteError{Code: code, Message: re.Message, Trace: re.Trace}
+		}
+		return &frame.RemoteError{Code: code, Message: err.Error(), Trace: re.Trace}
 	}
 	code := frame.CodeApplication
 	switch {

@@ -3,8 +3,9 @@ package frame
 import "io"
 
 // Codec is one wire dialect: how frames and the opening preface become
-// bytes. [Native] is muxrpc's own; package channel takes any Codec, so a
-// second dialect can be added without changing the mux or demux logic.
+// bytes. [Native] is muxrpc's own. Package channel takes any Codec
+// (channel.Config.Codec); what else a second dialect needs is in the
+// package documentation.
 type Codec interface {
 	// NewReader returns a Reader that decodes frames from r and rejects any
 	// frame longer than maxFrameSize bytes before allocating for it.

@@ -10,9 +10,14 @@
 // module describes the format byte by byte; the golden frames in
 // testdata/golden pin it.
 //
-// A [Codec] is one wire dialect. [Native] is muxrpc's own; the interface
-// exists so that another dialect (plain msgpack-rpc, say) can be plugged
-// into package channel without touching the mux or demux logic.
+// A [Codec] is one wire dialect: it decides the bytes of the preface and of
+// every frame. [Native] is muxrpc's own. Package channel takes any Codec
+// (channel.Config.Codec), but a second dialect needs more than a Codec if
+// its ids are narrower than 64 bits (package mux builds 64-bit xids) or its
+// payloads are not msgpack (payloads are encoded and decoded by this
+// package). A Codec outside this package also cannot put a payload in a
+// pooled buffer, nor write a frame whose payload is by reference (see
+// [Frame.ReferBytes]), which package mux sends.
 //
 // Payloads are msgpack. [DecodePayload] walks the encoded bytes before
 // decoding them and rejects any container or string whose claimed length

@@ -106,7 +106,7 @@ var (
 // on Type; the others are zero.
 //
 // Payload may live in a pooled buffer (see [Frame.EncodePayload] and
-// [Codec.ReadFrame]); whoever holds the frame last calls [Frame.Release].
+// [Reader.ReadFrame]); whoever holds the frame last calls [Frame.Release].
 // A Frame is not safe for concurrent use.
 type Frame struct {
 	Type  Type
