@@ -18,6 +18,7 @@ type config struct {
 	channel     channel.Config
 	workers     int
 	maxInFlight int
+	maxConns    int // read by NewServer only
 }
 
 // Workers sets how requests run. n > 0 starts a pool of exactly n
@@ -61,4 +62,14 @@ func MaxFrameSize(n int) Option {
 // default, means silence.
 func Logger(l *slog.Logger) Option {
 	return func(c *config) { c.channel.Logger = l }
+}
+
+// MaxConns bounds the connections a Server serves at once. A connection
+// accepted while n are being served is closed at once, without a preface
+// or a reply, so its client's calls fail with an error wrapping
+// mux.ErrClosed; the connections being served are not affected, and once
+// one of them ends a new one is served again. n <= 0, the default, means
+// no limit. A DeMux made with New ignores it.
+func MaxConns(n int) Option {
+	return func(c *config) { c.maxConns = n }
 }
