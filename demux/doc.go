@@ -4,10 +4,12 @@
 // same stream to the caller that asked.
 //
 // A [DeMux] is made with [New] over any io.ReadWriteCloser whose other end
-// is a mux.Mux, and runs with [DeMux.Serve]. A [Router] maps method names to
-// handlers; [Func] adapts a typed function into a Handler that decodes its
-// msgpack arguments. A handler that passes bytes through reads them in
-// place with [Request.Bytes].
+// is a mux.Mux, and runs with [DeMux.Serve]. A [Server] accepts connections
+// on net.Listeners and serves each with a DeMux of its own, up to
+// [MaxConns] at once, until [Server.Shutdown] or [Server.Close]. A
+// [Router] maps method names to handlers; [Func] adapts a typed function
+// into a Handler that decodes its msgpack arguments. A handler that passes
+// bytes through reads them in place with [Request.Bytes].
 //
 // What a handler returns reaches the caller: a result is encoded with
 // msgpack, an error becomes a *frame.RemoteError (CodeApplication unless the

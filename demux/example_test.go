@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
@@ -315,8 +316,8 @@ func ExampleWorkers() {
 
 // A DeMux serves any io.ReadWriteCloser, such as a TCP connection. This
 // server accepts one connection on a loopback listener and serves it until
-// the client hangs up; a real server would serve each accepted connection
-// on a goroutine of its own.
+// the client hangs up; to serve every connection a listener accepts, use a
+// Server.
 func ExampleDeMux_Serve_tcp() {
 	router := demux.NewRouter()
 	router.Handle("Greeter.Hello", demux.Func(func(_ context.Context, name string) (string, error) {
@@ -354,6 +355,48 @@ func ExampleDeMux_Serve_tcp() {
 	// Output:
 	// Hello, TCP!
 	// Serve: EOF
+}
+
+// A Server accepts connections on a listener and serves each with a DeMux
+// of its own. Shutdown stops it gracefully: it closes the listener, lets
+// the calls in flight finish on every connection and closes them, and
+// Serve returns ErrServerClosed. The timeout bounds how long Shutdown
+// waits for handlers before it closes the connections at once.
+func ExampleServer() {
+	router := demux.NewRouter()
+	router.Handle("Greeter.Hello", demux.Func(func(_ context.Context, name string) (string, error) {
+		return "Hello, " + name + "!", nil
+	}))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := demux.NewServer(router)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := mux.New(conn)
+	defer m.Close()
+	var greeting string
+	if err := m.Call(context.Background(), "Greeter.Hello", "server", &greeting); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(greeting)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("Serve:", <-served)
+	// Output:
+	// Hello, server!
+	// Serve: demux: Server closed
 }
 
 // A handler that panics does not take the server down: the DeMux recovers

@@ -76,3 +76,13 @@ func MaxFrameSize(n int) Option {
 func Logger(l *slog.Logger) Option {
 	return func(c *core.Config) { c.Channel.Logger = l }
 }
+
+// MaxConns bounds the connections a Server serves at once. A connection
+// accepted while n are being served is closed at once, without a preface
+// or a reply, so its client's calls fail with an error wrapping
+// mux.ErrClosed; the connections being served are not affected, and once
+// one of them ends a new one is served again. n <= 0, the default, means
+// no limit. A DeMux made with New ignores it.
+func MaxConns(n int) Option {
+	return func(c *core.Config) { c.MaxConns = n }
+}
