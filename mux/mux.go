@@ -55,12 +55,22 @@ const yieldEvery = 8
 // background, and if it fails, calls fail with an error wrapping ErrClosed.
 // The Mux owns rwc from now on; Close closes it.
 func New(rwc io.ReadWriteCloser, opts ...Option) *Mux {
-	var cfg channel.Config
+	return newMux(rwc, newConfig(opts))
+}
+
+// newConfig applies opts to a zero config.
+func newConfig(opts []Option) config {
+	var cfg config
 	for _, o := range opts {
 		o(&cfg)
 	}
+	return cfg
+}
+
+// newMux is New with the options already applied.
+func newMux(rwc io.ReadWriteCloser, cfg config) *Mux {
 	m := &Mux{
-		conn:       channel.New(rwc, cfg),
+		conn:       channel.New(rwc, cfg.channel),
 		readerDone: make(chan struct{}),
 	}
 	go func() {
