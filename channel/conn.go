@@ -72,6 +72,7 @@ type Conn struct {
 	wake       chan struct{} // a token means the queue may hold frames
 	done       chan struct{} // closed when the Conn has failed or closed
 	writerDone chan struct{} // closed when the writer has exited
+	closed     chan struct{} // closed when rwc.Close has returned and closeErr is set
 
 	mu        sync.Mutex
 	err       error         // the first error; the Conn is dead once set
@@ -110,6 +111,7 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		closed:     make(chan struct{}),
 	}
 }
 
@@ -335,9 +337,12 @@ func (c *Conn) Drain(ctx context.Context) error {
 // waits for the writer goroutine. The goroutine in Serve returns ErrClosed
 // once its blocked read fails, which happens on Close for OS pipes, sockets
 // and anything else whose Close unblocks Read. Close returns the error of
-// closing the stream, if any, and is safe to call more than once.
+// closing the stream, if any, and is safe to call more than once. If the
+// stream is already being closed because the Conn failed, Close waits for
+// that to finish and returns its error.
 func (c *Conn) Close() error {
 	c.fail(ErrClosed)
+	<-c.closed
 	c.mu.Lock()
 	started, err := c.started, c.closeErr
 	c.mu.Unlock()
@@ -374,6 +379,7 @@ func (c *Conn) fail(err error) {
 	c.mu.Lock()
 	c.closeErr = closeErr
 	c.mu.Unlock()
+	close(c.closed)
 }
 
 // writeLoop writes the preface, then queued frames, flushing when the queue

@@ -343,3 +343,52 @@ func TestPipeEndsSeeEOF(t *testing.T) {
 	assert.Error(t, err, "the reader end is gone")
 	require.NoError(t, b.Close())
 }
+
+// slowCloseRWC is a stream whose peer has hung up (Read says io.EOF) and
+// whose Close takes until release is closed, then fails with errSlowClose.
+type slowCloseRWC struct {
+	entered chan struct{} // closed when Close is called
+	release chan struct{}
+}
+
+var errSlowClose = errors.New("slow close failed")
+
+func (s *slowCloseRWC) Read([]byte) (int, error)    { return 0, io.EOF }
+func (s *slowCloseRWC) Write(p []byte) (int, error) { return len(p), nil }
+
+func (s *slowCloseRWC) Close() error {
+	close(s.entered)
+	<-s.release
+	return errSlowClose
+}
+
+func TestCloseWaitsForAClosingStream(t *testing.T) {
+	rwc := &slowCloseRWC{entered: make(chan struct{}), release: make(chan struct{})}
+	c := channel.New(rwc, channel.Config{})
+	served := serve(c)
+	select {
+	case <-rwc.entered: // the reader saw EOF and is closing the stream
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Conn did not close the stream after reading EOF")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while the stream's Close was still running", err)
+	default:
+	}
+	close(rwc.release)
+	select {
+	case err := <-closed:
+		require.ErrorIs(t, err, errSlowClose, "Close returns the error of closing the stream, whoever closed it")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return after the stream's Close did")
+	}
+	select {
+	case err := <-served:
+		require.ErrorIs(t, err, io.EOF)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}

@@ -14,6 +14,7 @@
 // that keep taking the room it waits for.
 //
 // [Pipe] makes a connected pair of streams over OS pipes, the simplest
-// transport to run a Mux and a DeMux over in one process or across a
-// parent and its child.
+// transport to run a Mux and a DeMux over in one process. Across a parent
+// and its child, the parent calls mux.Start, which runs the child with
+// pipes on its stdin and stdout, and the child serves a DeMux over [Stdio].
 package channel

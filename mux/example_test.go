@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
+	"net"
+	"os"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -317,4 +321,86 @@ func ExampleMux_Close() {
 	// Output:
 	// parked call: mux: closed true
 	// later call: mux: closed true
+}
+
+// Dial connects to a server over the network and returns a Mux over the
+// connection. Here the server is a DeMux serving the one connection it
+// accepts on a loopback listener.
+func ExampleDial() {
+	router := demux.NewRouter()
+	router.Handle("Greeter.Hello", demux.Func(func(_ context.Context, name string) (string, error) {
+		return "Hello, " + name + "!", nil
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		served <- demux.New(conn, router).Serve()
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := mux.Dial(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	var greeting string
+	if err := m.Call(ctx, "Greeter.Hello", "Dial", &greeting); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(greeting)
+
+	if err := m.Close(); err != nil {
+		log.Fatal(err)
+	}
+	err = <-served
+	fmt.Println("server saw the hang-up:", errors.Is(err, io.EOF))
+	// Output:
+	// Hello, Dial!
+	// server saw the hang-up: true
+}
+
+// Start runs a child process and calls it over the child's stdin and
+// stdout. The child is a program whose main serves a DeMux over
+// channel.Stdio until its parent closes its stdin, then exits:
+//
+//	func main() {
+//		router := demux.NewRouter()
+//		router.Handle("Greeter.Hello", demux.Func(func(_ context.Context, name string) (string, error) {
+//			return "Hello, " + name + "!", nil
+//		}))
+//		err := demux.New(channel.Stdio(), router).Serve()
+//		if err != nil && !errors.Is(err, io.EOF) {
+//			log.Fatal(err) // log.Fatal writes to stderr: stdout is the stream
+//		}
+//	}
+//
+// This example is compiled but not run, as it needs that program built as
+// ./greeter.
+func ExampleStart() {
+	cmd := exec.Command("./greeter")
+	cmd.Stderr = os.Stderr // the child's logs; its stdin and stdout are the stream
+	m, err := mux.Start(cmd, mux.GracePeriod(2*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var greeting string
+	if err := m.Call(context.Background(), "Greeter.Hello", "parent", &greeting); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(greeting)
+
+	// Close closes the child's stdin, waits up to the grace period for it
+	// to exit (then kills it), and returns its exit error: nil for status 0.
+	if err := m.Close(); err != nil {
+		log.Fatal("child: ", err)
+	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" { // re-run by TestOverAChildProcess
-		os.Exit(serveStdio())
+	if mode := os.Getenv(childEnv); mode != "" { // re-run as a child by startChild
+		os.Exit(runChild(mode))
 	}
 	goleak.VerifyTestMain(m)
 }
