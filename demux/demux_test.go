@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -276,12 +278,69 @@ func TestNotifyErrorsAreLogged(t *testing.T) {
 	r.Handle("oops", demux.Func(func(context.Context, int) (int, error) { return 0, errors.New("nobody hears this") }))
 	p := rpctest.Start(t, transport.Pipe, r, []demux.Option{demux.Logger(slog.New(h))})
 	require.NoError(t, p.Mux.Notify(context.Background(), "oops", 1))
-	for rec := range records {
-		if strings.Contains(rec, "nobody hears this") {
-			assert.Contains(t, rec, "method=oops")
-			return
+	rec := awaitRecord(t, records, "nobody hears this")
+	assert.Contains(t, rec, "method=oops")
+}
+
+// awaitRecord returns the first log record that contains want, failing the
+// test if none comes within 10 s.
+func awaitRecord(t *testing.T, records <-chan string, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case rec := <-records:
+			if strings.Contains(rec, want) {
+				return rec
+			}
+		case <-timeout:
+			t.Fatalf("no log record with %q within 10 s", want)
 		}
 	}
+}
+
+func TestHandlerPanicIsLoggedWithMethodAndStack(t *testing.T) {
+	records := make(chan string, 64)
+	h := slog.NewTextHandler(chanWriter(records), &slog.HandlerOptions{Level: slog.LevelDebug})
+	r := demux.NewRouter()
+	r.Handle("boom", demux.Func(func(context.Context, int) (int, error) { panic("kaboom") }))
+	p := rpctest.Start(t, transport.Pipe, r, []demux.Option{demux.Logger(slog.New(h))})
+	err := p.Mux.Call(context.Background(), "boom", 1, nil)
+	var re *frame.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, frame.CodePanic, re.Code)
+	rec := awaitRecord(t, records, "panicked")
+	assert.Contains(t, rec, "level=ERROR")
+	assert.Contains(t, rec, "method=boom")
+	assert.Contains(t, rec, "kaboom")
+	assert.Contains(t, rec, "goroutine", "the record carries the stack")
+}
+
+func TestPeerFromContext(t *testing.T) {
+	peers := make(chan demux.Peer, 1)
+	h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+		p, ok := demux.PeerFromContext(ctx)
+		if !ok {
+			return nil, errors.New("no peer in a handler's context")
+		}
+		peers <- p
+		return nil, nil
+	})
+	_, ok := demux.PeerFromContext(context.Background())
+	assert.False(t, ok)
+
+	tcp := rpctest.Start(t, transport.TCP, h, nil)
+	require.NoError(t, tcp.Mux.Call(context.Background(), "who", nil, nil))
+	p := <-peers
+	require.IsType(t, &net.TCPAddr{}, p.RemoteAddr)
+	assert.True(t, p.RemoteAddr.(*net.TCPAddr).IP.IsLoopback())
+	assert.NotNil(t, p.LocalAddr)
+	assert.Nil(t, p.TLS)
+
+	pipe := rpctest.Start(t, transport.Pipe, h, nil)
+	require.NoError(t, pipe.Mux.Call(context.Background(), "who", nil, nil))
+	p = <-peers
+	assert.Nil(t, p.RemoteAddr, "OS pipes have no address")
 }
 
 // chanWriter passes each log record to a channel, dropping it if the
@@ -326,6 +385,13 @@ func TestGoroutinesAreReusedAndStopped(t *testing.T) {
 		require.NoError(t, p.Mux.Call(context.Background(), "echo", fmt.Sprint(i), &s))
 		require.Equal(t, fmt.Sprint(i), s)
 	}
+	// A goroutine per request would leave up to 100 runners parked (they
+	// exit only after seconds idle); reused ones are one or two, a few if
+	// replies overtake the runners' parking on a busy machine.
+	buf := make([]byte, 1<<20)
+	runners := strings.Count(string(buf[:runtime.Stack(buf, true)]), "demux.(*serving).runner(")
+	assert.Less(t, runners, 10, "runners were not reused")
+	assert.Positive(t, runners)
 }
 
 func TestRequestBytesEchoesWithoutCopying(t *testing.T) {

@@ -215,6 +215,29 @@ func TestServerOverTLS(t *testing.T) {
 		require.ErrorIs(t, err, mux.ErrClosed, "a client without a certificate is refused")
 		hello(t, dialTLS(t, ln, &clientCert), "with a certificate")
 	})
+
+	t.Run("the handler sees the client's certificate", func(t *testing.T) {
+		names := make(chan string, 1)
+		h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+			p, ok := demux.PeerFromContext(ctx)
+			if !ok || p.TLS == nil || len(p.TLS.PeerCertificates) == 0 {
+				return nil, fmt.Errorf("no TLS peer in the handler's context: %+v", p)
+			}
+			names <- p.TLS.PeerCertificates[0].Subject.CommonName
+			return "hi", nil
+		})
+		s := demux.NewServer(h)
+		ln := listen(t, "tcp")
+		startServer(t, s, tls.NewListener(ln, &tls.Config{
+			Certificates: []tls.Certificate{serverCert},
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+			ClientCAs:    clientCAs,
+			MinVersion:   tls.VersionTLS13,
+		}))
+		m := dialTLS(t, ln, &clientCert)
+		require.NoError(t, m.Call(context.Background(), "who", nil, nil))
+		assert.Equal(t, "client", recv(t, names, "the handler did not report the certificate"))
+	})
 }
 
 func TestServerMaxConns(t *testing.T) {

@@ -189,9 +189,11 @@ func (c *Conn) Serve() error {
 		// The peer has stopped sending but may still read: no reply to a
 		// call of ours can come, but the requests it sent are answered.
 		c.failCalls(err)
-		if c.server != nil && c.server.Busy() && c.canWrite() {
-			c.server.Finish(c.ch.Done())
-			c.ch.Drain(context.Background()) // returns early if the stream dies
+		if c.server != nil {
+			if c.server.Busy() && c.canWrite() {
+				c.server.Finish(c.ch.Done())
+			}
+			c.ch.Drain(context.Background()) // replies already queued; returns early if the stream dies
 		}
 	}
 	c.ch.Close()
