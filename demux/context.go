@@ -17,7 +17,7 @@ import (
 // allocates its channel only when a handler asks for it.
 type reqContext struct {
 	conn     *core.Conn // the connection the request came on, the context's one value
-	deadline int64      // Unix nanoseconds; 0 if none
+	deadline *deadline  // nil if the caller sent no deadline
 
 	// state is a ctxState. It is written under mu, once, and read without
 	// it: Err is on every request's path.
@@ -25,8 +25,15 @@ type reqContext struct {
 
 	mu    sync.Mutex
 	done  chan struct{} // nil until Done is called or the context ends
-	timer *time.Timer
 	after *afterFunc // registered with AfterFunc, not yet run or stopped
+}
+
+// deadline is the caller's deadline and the timer that ends the context at
+// it. It lives apart from reqContext, which most requests, having no
+// deadline, then hold one word smaller.
+type deadline struct {
+	at    time.Time
+	timer *time.Timer // guarded by the context's mu; nil once stopped or fired
 }
 
 // ctxState says whether a context is live and, if not, why it ended.
@@ -68,13 +75,13 @@ var _ context.Context = (*reqContext)(nil)
 func newReqContext(conn *core.Conn, hasBudget bool, budget time.Duration) *reqContext {
 	c := &reqContext{conn: conn}
 	if hasBudget {
-		c.deadline = time.Now().Add(budget).UnixNano()
+		c.deadline = &deadline{at: time.Now().Add(budget)}
 		if budget <= 0 {
 			c.state.Store(expired)
 			return c
 		}
 		c.mu.Lock() // the timer may fire before AfterFunc returns
-		c.timer = time.AfterFunc(budget, func() { c.cancel(expired) })
+		c.deadline.timer = time.AfterFunc(budget, func() { c.cancel(expired) })
 		c.mu.Unlock()
 	}
 	return c
@@ -82,10 +89,10 @@ func newReqContext(conn *core.Conn, hasBudget bool, budget time.Duration) *reqCo
 
 // Deadline returns the caller's deadline, if it sent one.
 func (c *reqContext) Deadline() (time.Time, bool) {
-	if c.deadline == 0 {
+	if c.deadline == nil {
 		return time.Time{}, false
 	}
-	return time.Unix(0, c.deadline), true
+	return c.deadline.at, true
 }
 
 // Done returns a channel closed when the context ends.
@@ -157,8 +164,12 @@ func (c *reqContext) cancel(why ctxState) {
 	} else {
 		close(c.done)
 	}
-	after, timer := c.after, c.timer
-	c.after, c.timer = nil, nil
+	after := c.after
+	c.after = nil
+	var timer *time.Timer
+	if c.deadline != nil {
+		timer, c.deadline.timer = c.deadline.timer, nil
+	}
 	c.mu.Unlock()
 	if timer != nil {
 		timer.Stop()
