@@ -25,7 +25,7 @@ type reqContext struct {
 
 	mu    sync.Mutex
 	done  chan struct{} // nil until Done is called or the context ends
-	after *afterFunc // registered with AfterFunc, not yet run or stopped
+	after *afterFunc    // registered with AfterFunc, not yet run or stopped
 }
 
 // deadline is the caller's deadline and the timer that ends the context at
