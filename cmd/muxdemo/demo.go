@@ -46,12 +46,12 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 		return nil, fmt.Errorf("making a %s pair: %w", cfg.Transport, err)
 	}
 	srv := &server{}
-	d := demux.New(serverEnd, srv.handler(cfg.Delay), demux.Workers(cfg.Workers))
+	d := demux.New(serverEnd, srv.handler(cfg.Delay, cfg.Nested), demux.Workers(cfg.Workers))
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
-	m := mux.New(clientEnd)
-
 	st := &stats{}
+	m := mux.New(clientEnd, clientOptions(cfg, 0, st)...)
+
 	var prog *progress
 	if cfg.Progress {
 		prog = startProgress(stderr, st, cfg.Interval)
@@ -79,7 +79,7 @@ func callAll(ctx context.Context, cfg config, m *mux.Mux, st *stats) {
 	var wg sync.WaitGroup
 	wg.Add(cfg.Callers)
 	for id := range cfg.Callers {
-		c := newCaller(id, seed, cfg, m, st)
+		c := newCaller(id, seed, cfg, 0, m, st)
 		go func() {
 			defer wg.Done()
 			c.run(ctx, until)

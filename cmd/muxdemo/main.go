@@ -11,17 +11,26 @@
 // and the caller checks the echo byte for byte. A reply that belongs to
 // someone else, or to another call, is a mismatch.
 //
+// With -nested, each of those three handlers first calls the caller's side
+// back on the same stream (through mux.FromContext): the client's Mux
+// serves "client.stamp", which returns a stamp made of the caller's id, the
+// sequence number and the method it was passed, a digest of the payload
+// and the client connection it was served on. The handler puts the stamp
+// in its reply, and the caller checks it too; a wrong stamp is a mismatch.
+//
 // While it runs, a progress line on stderr shows the calls done, the errors,
 // the calls in flight and the rate. At the end a summary on stdout gives
 // the counts, the latency percentiles, the server's peak of concurrently
-// running handlers and the number of goroutines before the start and after
-// both sides are closed, followed by the checks:
+// running handlers, the callbacks made and checked with -nested, and the
+// number of goroutines before the start and after both sides are closed,
+// followed by the checks:
 //
 //   - no mismatched reply;
 //   - no unexpected error, and every "fail" call failed with exactly the
 //     *frame.RemoteError it should (code Application, the caller's message);
 //   - every caller that ran to the end got its expected error;
 //   - with a worker pool, no more handlers ran at once than there are workers;
+//   - with -nested, every callback made was checked by its caller;
 //   - the server shut down cleanly, and no goroutine outlived the run.
 //
 // Usage:
@@ -43,6 +52,8 @@
 //	               included, until it has passed (default 0)
 //	-delay f       scales the handlers' 30/20/10 ms sleeps; 0 means no sleep
 //	               (default 1)
+//	-nested        each server handler calls the caller's side back before
+//	               answering, and the caller checks the callback's stamp
 //	-quiet         no progress line (it is drawn only when stderr is a
 //	               terminal anyway)
 //
@@ -75,6 +86,7 @@ type config struct {
 	Payload   int           // random bytes per call
 	Duration  time.Duration // 0 = one round per caller; > 0 = rounds until it passes
 	Delay     float64       // scale of the handlers' sleeps
+	Nested    bool          // handlers call the client back before answering
 	Progress  bool          // draw the progress line on stderr
 	Interval  time.Duration // how often the progress line is redrawn; 0 = 250ms
 }
@@ -135,6 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Payload, "payload", cfg.Payload, "bytes of random payload per call")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "0: each caller runs its calls once; >0: callers repeat them until this has passed")
 	fs.Float64Var(&cfg.Delay, "delay", cfg.Delay, "scale of the handlers' 30/20/10 ms sleeps; 0 means no sleep")
+	fs.BoolVar(&cfg.Nested, "nested", cfg.Nested, "server handlers call the caller's side back before answering")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

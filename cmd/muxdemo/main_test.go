@@ -93,30 +93,73 @@ func TestRun(t *testing.T) {
 				if err != nil {
 					t.Fatalf("run: %v", err)
 				}
-				rows := parseSummary(t, out)
-				for key, want := range map[string]int64{
-					"calls completed":         int64(cfg.Callers * (cfg.Calls + 1)),
-					"replies ok":              int64(cfg.Callers * cfg.Calls),
-					"errors expected":         int64(cfg.Callers),
-					"errors unexpected":       0,
-					"expected errors missing": 0,
-					"mismatches":              0,
-					"canceled":                0,
-				} {
-					if got := number(t, rows, key); got != want {
-						t.Errorf("%s = %d, want %d", key, got, want)
-					}
+				checkFullRun(t, cfg, out)
+			})
+		}
+	}
+}
+
+// checkFullRun checks the summary of a run of cfg that was not interrupted
+// and had one round per caller: every call completed and checked, none
+// mismatched, at most the workers' limit of handlers at once, no leak, and
+// the rows and checks of -nested when it was set. It returns
+// the summary's rows.
+func checkFullRun(t *testing.T, cfg config, out string) map[string]string {
+	t.Helper()
+	rows := parseSummary(t, out)
+	want := map[string]int64{
+		"calls completed":         int64(cfg.Callers * (cfg.Calls + 1)),
+		"replies ok":              int64(cfg.Callers * cfg.Calls),
+		"errors expected":         int64(cfg.Callers),
+		"errors unexpected":       0,
+		"expected errors missing": 0,
+		"mismatches":              0,
+		"canceled":                0,
+	}
+	if cfg.Nested {
+		want["callbacks made"] = int64(cfg.Callers * cfg.Calls)
+		want["callbacks checked"] = int64(cfg.Callers * cfg.Calls)
+		want["callback mismatches"] = 0
+	} else if _, ok := rows["callbacks made"]; ok {
+		t.Errorf("summary reports callbacks without -nested")
+	}
+	for key, want := range want {
+		if got := number(t, rows, key); got != want {
+			t.Errorf("%s = %d, want %d", key, got, want)
+		}
+	}
+	peak := number(t, rows, "peak in flight")
+	if peak < 1 || cfg.Workers > 0 && peak > int64(cfg.Workers) {
+		t.Errorf("peak in flight = %d with %d workers", peak, cfg.Workers)
+	}
+	if b, a := number(t, rows, "goroutines before"), number(t, rows, "goroutines after"); a > b {
+		t.Errorf("goroutines: %d before, %d after", b, a)
+	}
+	for _, c := range (&summary{cfg: cfg}).checks() {
+		if !strings.Contains(out, "PASS  "+c.name+"\n") {
+			t.Errorf("summary does not pass the check %q", c.name)
+		}
+	}
+	if !strings.Contains(out, "result: PASS\n") {
+		t.Errorf("summary does not end with PASS")
+	}
+	return rows
+}
+
+// TestRunNested runs -nested over every transport: each handler calls the
+// client back, and every reply must carry the stamp of its own callback.
+func TestRunNested(t *testing.T) {
+	for _, transport := range []string{"pipe", "tcp", "unix", "mem"} {
+		for _, workers := range []int{0, 4} {
+			t.Run(fmt.Sprintf("%s/workers=%d", transport, workers), func(t *testing.T) {
+				watchdog(t, 20*time.Second)
+				cfg := smallConfig(transport, workers)
+				cfg.Nested = true
+				out, err := runDemo(t, context.Background(), cfg, io.Discard)
+				if err != nil {
+					t.Fatalf("run: %v", err)
 				}
-				peak := number(t, rows, "peak in flight")
-				if peak < 1 || workers > 0 && peak > int64(workers) {
-					t.Errorf("peak in flight = %d with %d workers", peak, workers)
-				}
-				if b, a := number(t, rows, "goroutines before"), number(t, rows, "goroutines after"); a > b {
-					t.Errorf("goroutines: %d before, %d after", b, a)
-				}
-				if !strings.Contains(out, "result: PASS\n") {
-					t.Errorf("summary does not end with PASS")
-				}
+				checkFullRun(t, cfg, out)
 			})
 		}
 	}
@@ -255,6 +298,8 @@ func TestVerdict(t *testing.T) {
 		{"shutdown", func(s *summary) { s.shutdownErr = errors.New("boom") }, "clean shutdown"},
 		{"leak", func(s *summary) { s.goroutinesAfter++ }, "no goroutine leak"},
 		{"leak when interrupted", func(s *summary) { s.interrupted = true; s.goroutinesAfter++ }, "no goroutine leak"},
+		{"callback mismatch", func(s *summary) { nested(s); s.callbacksChecked--; s.callbackMismatches++ }, "every callback came back to its caller"},
+		{"callback unchecked", func(s *summary) { nested(s); s.callbacks++ }, "every callback came back to its caller"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()
@@ -276,6 +321,19 @@ func TestVerdict(t *testing.T) {
 	if err := s.verdict(); err != nil {
 		t.Errorf("verdict with workers=0: %v", err)
 	}
+	s = good()
+	nested(s)
+	s.interrupted = true
+	s.callbacks++ // served, but its call was canceled
+	if err := s.verdict(); !errors.Is(err, errInterrupted) {
+		t.Errorf("verdict of an interrupted -nested run: %v, want %v", err, errInterrupted)
+	}
+}
+
+// nested makes s the summary of a good -nested run.
+func nested(s *summary) {
+	s.cfg.Nested = true
+	s.callbacks, s.callbacksChecked = s.ok, s.ok
 }
 
 func TestHistogram(t *testing.T) {
@@ -327,6 +385,15 @@ func TestParseFlags(t *testing.T) {
 	want = config{Callers: 5, Calls: 1, Workers: 0, Transport: "unix", Payload: 0, Duration: 2 * time.Second, Delay: 0.5}
 	if cfg != want {
 		t.Errorf("flags: %+v, want %+v", cfg, want)
+	}
+	cfg, err = parseFlags(strings.Fields("-nested -quiet"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = defaultConfig()
+	want.Nested = true
+	if cfg != want {
+		t.Errorf("-nested: %+v, want %+v", cfg, want)
 	}
 	for _, args := range []string{"-callers 0", "-calls -1", "-workers -1", "-transport udp", "-payload -1", "-duration -1s", "-delay -1", "extra", "-nosuchflag"} {
 		if _, err := parseFlags(strings.Fields(args), io.Discard); err == nil {

@@ -23,6 +23,11 @@ type stats struct {
 	inFlight     atomic.Int64 // calls started and not returned
 	latency      histogram    // of calls that completed
 
+	// In -nested mode: the callbacks the client side served, the replies
+	// whose callback stamp was checked, and those whose stamp was wrong
+	// (counted in mismatches too).
+	callbacks, callbacksChecked, callbackMismatches atomic.Int64
+
 	mu    sync.Mutex
 	notes []string // the first few failures, for the summary
 }
@@ -64,6 +69,10 @@ func (s *stats) summarize(cfg config, wall time.Duration, interrupted bool, peak
 		peak:         peak,
 		shutdownErr:  shutdownErr,
 		notes:        notes,
+
+		callbacks:          s.callbacks.Load(),
+		callbacksChecked:   s.callbacksChecked.Load(),
+		callbackMismatches: s.callbackMismatches.Load(),
 	}
 }
 

@@ -20,6 +20,10 @@ type summary struct {
 	p50, p99, max time.Duration // latency of the calls that completed
 	peak          int64         // most handlers running at once on the server
 
+	// In -nested mode: callbacks the client side served, replies whose
+	// callback stamp checked, and replies whose stamp was wrong.
+	callbacks, callbacksChecked, callbackMismatches int64
+
 	shutdownErr                       error
 	goroutinesBefore, goroutinesAfter int
 	notes                             []string // the first few failures
@@ -55,6 +59,12 @@ func (s *summary) checks() []check {
 	if s.cfg.Workers > 0 {
 		cs = append(cs, check{"peak in flight <= workers", s.peak <= int64(s.cfg.Workers),
 			fmt.Sprintf("%d handlers ran at once with %d workers", s.peak, s.cfg.Workers)})
+	}
+	if s.cfg.Nested {
+		// An interrupt may cancel a call after its callback was served.
+		cs = append(cs, check{"every callback came back to its caller",
+			s.callbackMismatches == 0 && (s.interrupted || s.callbacks == s.callbacksChecked),
+			fmt.Sprintf("%d callbacks made, %d checked, %d wrong", s.callbacks, s.callbacksChecked, s.callbackMismatches)})
 	}
 	shutdown := "ok"
 	if s.shutdownErr != nil {
@@ -122,6 +132,11 @@ func (s *summary) print(w io.Writer) {
 	row("expected errors missing", "%d", s.missing)
 	row("mismatches", "%d", s.mismatches)
 	row("canceled", "%d", s.canceled)
+	if s.cfg.Nested {
+		row("callbacks made", "%d", s.callbacks)
+		row("callbacks checked", "%d", s.callbacksChecked)
+		row("callback mismatches", "%d", s.callbackMismatches)
+	}
 	row("wall time", "%v", s.wall.Round(time.Millisecond))
 	row("calls/s", "%.0f", rate)
 	row("latency p50", "%v", roundLatency(s.p50))
