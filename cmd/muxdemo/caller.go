@@ -19,7 +19,7 @@ type caller struct {
 	id     int
 	calls  int
 	nested bool     // replies must carry the callback's stamp
-	conn   int      // index of the client connection m is (0: there is one)
+	conn   int      // index of the client connection m is (0 without -conns)
 	m      *mux.Mux // the Mux of connection conn
 	st     *stats
 	rng    *rand.ChaCha8
@@ -150,6 +150,7 @@ func (c *caller) do(ctx context.Context, method string, reply *message) (ok bool
 		return false, err
 	}
 	c.st.latency.record(elapsed)
+	c.st.perConn[c.conn].Add(1)
 	return true, err
 }
 

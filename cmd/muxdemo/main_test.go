@@ -102,8 +102,8 @@ func TestRun(t *testing.T) {
 // checkFullRun checks the summary of a run of cfg that was not interrupted
 // and had one round per caller: every call completed and checked, none
 // mismatched, at most the workers' limit of handlers at once, no leak, and
-// the rows and checks of -nested when it was set. It returns
-// the summary's rows.
+// the rows and checks of -nested and -conns when they were set. It
+// returns the summary's rows.
 func checkFullRun(t *testing.T, cfg config, out string) map[string]string {
 	t.Helper()
 	rows := parseSummary(t, out)
@@ -123,14 +123,17 @@ func checkFullRun(t *testing.T, cfg config, out string) map[string]string {
 	} else if _, ok := rows["callbacks made"]; ok {
 		t.Errorf("summary reports callbacks without -nested")
 	}
+	if cfg.Conns > 0 {
+		want["connections"] = int64(cfg.Conns)
+	}
 	for key, want := range want {
 		if got := number(t, rows, key); got != want {
 			t.Errorf("%s = %d, want %d", key, got, want)
 		}
 	}
-	peak := number(t, rows, "peak in flight")
-	if peak < 1 || cfg.Workers > 0 && peak > int64(cfg.Workers) {
-		t.Errorf("peak in flight = %d with %d workers", peak, cfg.Workers)
+	peak, limit := number(t, rows, "peak in flight"), int64(cfg.Workers*max(cfg.Conns, 1))
+	if peak < 1 || cfg.Workers > 0 && peak > limit {
+		t.Errorf("peak in flight = %d with %d workers on %d connections", peak, cfg.Workers, max(cfg.Conns, 1))
 	}
 	if b, a := number(t, rows, "goroutines before"), number(t, rows, "goroutines after"); a > b {
 		t.Errorf("goroutines: %d before, %d after", b, a)
@@ -160,6 +163,38 @@ func TestRunNested(t *testing.T) {
 					t.Fatalf("run: %v", err)
 				}
 				checkFullRun(t, cfg, out)
+			})
+		}
+	}
+}
+
+// TestRunConns runs -conns over a demux.Server on TCP and on a unix socket,
+// with and without -nested, and checks the calls of each connection.
+func TestRunConns(t *testing.T) {
+	for _, transport := range []string{"tcp", "unix"} {
+		for _, nested := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/nested=%t", transport, nested), func(t *testing.T) {
+				watchdog(t, 20*time.Second)
+				cfg := smallConfig(transport, 4)
+				cfg.Conns = 3
+				cfg.Nested = nested
+				out, err := runDemo(t, context.Background(), cfg, io.Discard)
+				if err != nil {
+					t.Fatalf("run: %v", err)
+				}
+				rows := checkFullRun(t, cfg, out)
+				if l := rows["listener"]; !strings.HasPrefix(l, transport+" ") {
+					t.Errorf("listener = %q, want a %s address", l, transport)
+				}
+				// Caller i uses connection i mod 3; each makes Calls+1 calls.
+				var want []string
+				for conn := range cfg.Conns {
+					callers := (cfg.Callers - conn + cfg.Conns - 1) / cfg.Conns
+					want = append(want, strconv.Itoa(callers*(cfg.Calls+1)))
+				}
+				if got := rows["calls per connection"]; got != strings.Join(want, " ") {
+					t.Errorf("calls per connection = %q, want %q", got, strings.Join(want, " "))
+				}
 			})
 		}
 	}
@@ -225,46 +260,71 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 }
 
 // TestRunInterrupted cancels the run, as Ctrl-C does, once every caller is
-// waiting for a handler that would sleep for 30 s: run must cancel them,
-// shut down at once, print the summary and report errInterrupted.
+// waiting for a handler that would sleep for 30 s (in -nested mode, after
+// its callback): run must cancel them, shut down at once, print the
+// summary and report errInterrupted.
 func TestRunInterrupted(t *testing.T) {
-	watchdog(t, 20*time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg := smallConfig("pipe", 4)
-	cfg.Delay = 1000 // the first call's handler sleeps 30 s
-	cfg.Progress = true
-	cfg.Interval = time.Millisecond
-	start := time.Now()
-	out, err := runDemo(t, ctx, cfg, &cancelWriter{want: cfg.Callers, cancel: cancel})
-	if !errors.Is(err, errInterrupted) {
-		t.Fatalf("run: %v, want %v", err, errInterrupted)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("run took %v: the handlers were not canceled", d)
-	}
-	rows := parseSummary(t, out)
-	if got := number(t, rows, "canceled"); got != int64(cfg.Callers) {
-		t.Errorf("canceled = %d, want %d", got, cfg.Callers)
-	}
-	if got := number(t, rows, "calls completed"); got != 0 {
-		t.Errorf("calls completed = %d, want 0", got)
-	}
-	if rows["interrupted"] != "yes" || !strings.Contains(out, "result: interrupted, all checks passed\n") {
-		t.Errorf("summary does not say the run was interrupted")
+	for _, tc := range []struct {
+		name      string
+		nested    bool
+		conns     int
+		transport string
+	}{
+		{"pipe", false, 0, "pipe"},
+		{"conns=2/nested", true, 2, "tcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			watchdog(t, 20*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cfg := smallConfig(tc.transport, 4)
+			cfg.Nested, cfg.Conns = tc.nested, tc.conns
+			cfg.Delay = 1000 // the first call's handler sleeps 30 s
+			cfg.Progress = true
+			cfg.Interval = time.Millisecond
+			start := time.Now()
+			out, err := runDemo(t, ctx, cfg, &cancelWriter{want: cfg.Callers, cancel: cancel})
+			if !errors.Is(err, errInterrupted) {
+				t.Fatalf("run: %v, want %v", err, errInterrupted)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("run took %v: the handlers were not canceled", d)
+			}
+			rows := parseSummary(t, out)
+			if got := number(t, rows, "canceled"); got != int64(cfg.Callers) {
+				t.Errorf("canceled = %d, want %d", got, cfg.Callers)
+			}
+			if got := number(t, rows, "calls completed"); got != 0 {
+				t.Errorf("calls completed = %d, want 0", got)
+			}
+			if tc.nested {
+				if got := number(t, rows, "callbacks checked"); got != 0 {
+					t.Errorf("callbacks checked = %d, want 0", got)
+				}
+			}
+			if rows["interrupted"] != "yes" || !strings.Contains(out, "result: interrupted, all checks passed\n") {
+				t.Errorf("summary does not say the run was interrupted")
+			}
+		})
 	}
 }
 
 func TestRunCanceledBeforeStart(t *testing.T) {
-	watchdog(t, 20*time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	out, err := runDemo(t, ctx, smallConfig("tcp", 4), io.Discard)
-	if !errors.Is(err, errInterrupted) {
-		t.Fatalf("run: %v, want %v", err, errInterrupted)
-	}
-	if got := number(t, parseSummary(t, out), "calls completed"); got != 0 {
-		t.Errorf("calls completed = %d, want 0", got)
+	for _, conns := range []int{0, 3} {
+		t.Run(fmt.Sprintf("conns=%d", conns), func(t *testing.T) {
+			watchdog(t, 20*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			cfg := smallConfig("tcp", 4)
+			cfg.Conns = conns
+			out, err := runDemo(t, ctx, cfg, io.Discard)
+			if !errors.Is(err, errInterrupted) {
+				t.Fatalf("run: %v, want %v", err, errInterrupted)
+			}
+			if got := number(t, parseSummary(t, out), "calls completed"); got != 0 {
+				t.Errorf("calls completed = %d, want 0", got)
+			}
+		})
 	}
 }
 
@@ -300,6 +360,8 @@ func TestVerdict(t *testing.T) {
 		{"leak when interrupted", func(s *summary) { s.interrupted = true; s.goroutinesAfter++ }, "no goroutine leak"},
 		{"callback mismatch", func(s *summary) { nested(s); s.callbacksChecked--; s.callbackMismatches++ }, "every callback came back to its caller"},
 		{"callback unchecked", func(s *summary) { nested(s); s.callbacks++ }, "every callback came back to its caller"},
+		{"idle connection", func(s *summary) { conns(s); s.perConn[1] = 0 }, "every connection carried calls"},
+		{"peak over connections", func(s *summary) { conns(s); s.peak = 9 }, "peak in flight <= workers x connections"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()
@@ -323,10 +385,19 @@ func TestVerdict(t *testing.T) {
 	}
 	s = good()
 	nested(s)
+	conns(s)
+	s.peak = 8 // 4 workers on each of 2 connections
+	if err := s.verdict(); err != nil {
+		t.Errorf("verdict of a good -nested -conns 2 run: %v", err)
+	}
+	s = good()
+	nested(s)
+	conns(s)
 	s.interrupted = true
-	s.callbacks++ // served, but its call was canceled
+	s.callbacks++    // served, but its call was canceled
+	s.perConn[1] = 0 // and no call completed there
 	if err := s.verdict(); !errors.Is(err, errInterrupted) {
-		t.Errorf("verdict of an interrupted -nested run: %v, want %v", err, errInterrupted)
+		t.Errorf("verdict of an interrupted -nested -conns 2 run: %v, want %v", err, errInterrupted)
 	}
 }
 
@@ -334,6 +405,14 @@ func TestVerdict(t *testing.T) {
 func nested(s *summary) {
 	s.cfg.Nested = true
 	s.callbacks, s.callbacksChecked = s.ok, s.ok
+}
+
+// conns makes s the summary of a good -conns 2 run.
+func conns(s *summary) {
+	s.cfg.Conns = 2
+	s.cfg.Transport = "tcp"
+	half := s.completed() / 2
+	s.perConn = []int64{half, s.completed() - half}
 }
 
 func TestHistogram(t *testing.T) {
@@ -386,16 +465,23 @@ func TestParseFlags(t *testing.T) {
 	if cfg != want {
 		t.Errorf("flags: %+v, want %+v", cfg, want)
 	}
-	cfg, err = parseFlags(strings.Fields("-nested -quiet"), io.Discard)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		args string
+		want config
+	}{
+		{"-nested -quiet", config{Callers: 700, Calls: 3, Workers: 100, Transport: "pipe", Payload: 16, Delay: 1, Nested: true}},
+		{"-conns 4 -nested -quiet", config{Callers: 700, Calls: 3, Workers: 100, Transport: "tcp", Payload: 16, Delay: 1, Nested: true, Conns: 4}},
+		{"-conns 1 -transport unix -quiet", config{Callers: 700, Calls: 3, Workers: 100, Transport: "unix", Payload: 16, Delay: 1, Conns: 1}},
+	} {
+		cfg, err := parseFlags(strings.Fields(tc.args), io.Discard)
+		if err != nil {
+			t.Errorf("parseFlags(%q): %v", tc.args, err)
+		} else if cfg != tc.want {
+			t.Errorf("parseFlags(%q): %+v, want %+v", tc.args, cfg, tc.want)
+		}
 	}
-	want = defaultConfig()
-	want.Nested = true
-	if cfg != want {
-		t.Errorf("-nested: %+v, want %+v", cfg, want)
-	}
-	for _, args := range []string{"-callers 0", "-calls -1", "-workers -1", "-transport udp", "-payload -1", "-duration -1s", "-delay -1", "extra", "-nosuchflag"} {
+	for _, args := range []string{"-callers 0", "-calls -1", "-workers -1", "-transport udp", "-payload -1", "-duration -1s", "-delay -1", "extra", "-nosuchflag",
+		"-conns 0", "-conns -1", "-conns 2 -transport pipe", "-conns 2 -transport mem", "-callers 2 -conns 3"} {
 		if _, err := parseFlags(strings.Fields(args), io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}

@@ -28,8 +28,16 @@ type stats struct {
 	// (counted in mismatches too).
 	callbacks, callbacksChecked, callbackMismatches atomic.Int64
 
+	perConn []atomic.Int64 // calls completed on each client connection
+
 	mu    sync.Mutex
 	notes []string // the first few failures, for the summary
+}
+
+// newStats returns zeroed counters for a run over conns client connections
+// (at least one).
+func newStats(conns int) *stats {
+	return &stats{perConn: make([]atomic.Int64, max(conns, 1))}
 }
 
 // done returns the number of calls that completed, whatever their outcome.
@@ -52,6 +60,10 @@ func (s *stats) summarize(cfg config, wall time.Duration, interrupted bool, peak
 	s.mu.Lock()
 	notes := append([]string(nil), s.notes...)
 	s.mu.Unlock()
+	perConn := make([]int64, len(s.perConn))
+	for i := range s.perConn {
+		perConn[i] = s.perConn[i].Load()
+	}
 	return &summary{
 		cfg:          cfg,
 		interrupted:  interrupted,
@@ -73,6 +85,7 @@ func (s *stats) summarize(cfg config, wall time.Duration, interrupted bool, peak
 		callbacks:          s.callbacks.Load(),
 		callbacksChecked:   s.callbacksChecked.Load(),
 		callbackMismatches: s.callbackMismatches.Load(),
+		perConn:            perConn,
 	}
 }
 
