@@ -13,33 +13,39 @@ import (
 )
 
 // caller is one goroutine's share of the load: it calls in sequence and
-// checks that each reply is the echo of its own call.
+// checks that each reply is the echo of its own call and, in -nested mode,
+// carries the stamp of the callback made for that call.
 type caller struct {
-	id    int
-	calls int
-	m     *mux.Mux
-	st    *stats
-	rng   *rand.ChaCha8
-	seq   uint64
-	args  message // reused: Call encodes it before it returns
-	reply message // reused, and reset before each call
+	id     int
+	calls  int
+	nested bool     // replies must carry the callback's stamp
+	conn   int      // index of the client connection m is (0 without -conns)
+	m      *mux.Mux // the Mux of connection conn
+	st     *stats
+	rng    *rand.ChaCha8
+	seq    uint64
+	args   message // reused: Call encodes it before it returns
+	reply  message // reused, and reset before each call
 }
 
 // newSeed returns a fresh seed for the callers' payloads.
 func newSeed() uint64 { return rand.Uint64() }
 
-// newCaller returns caller id, whose payloads come from seed and its id.
-func newCaller(id int, seed uint64, cfg config, m *mux.Mux, st *stats) *caller {
+// newCaller returns caller id, which calls over m, the Mux of client
+// connection conn, with payloads that come from seed and its id.
+func newCaller(id int, seed uint64, cfg config, conn int, m *mux.Mux, st *stats) *caller {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[0:], seed)
 	binary.LittleEndian.PutUint64(key[8:], uint64(id))
 	return &caller{
-		id:    id,
-		calls: cfg.Calls,
-		m:     m,
-		st:    st,
-		rng:   rand.NewChaCha8(key),
-		args:  message{Caller: id, Payload: make([]byte, cfg.Payload)},
+		id:     id,
+		calls:  cfg.Calls,
+		nested: cfg.Nested,
+		conn:   conn,
+		m:      m,
+		st:     st,
+		rng:    rand.NewChaCha8(key),
+		args:   message{Caller: id, Payload: make([]byte, cfg.Payload)},
 	}
 }
 
@@ -65,8 +71,8 @@ func (c *caller) run(ctx context.Context, until time.Time) {
 	}
 }
 
-// call makes one call to method and checks the echo. It reports false if
-// ctx ended, which stops the caller.
+// call makes one call to method and checks the echo and, in -nested mode,
+// its stamp. It reports false if ctx ended, which stops the caller.
 func (c *caller) call(ctx context.Context, method string) bool {
 	ok, err := c.do(ctx, method, &c.reply)
 	if !ok {
@@ -81,8 +87,16 @@ func (c *caller) call(ctx context.Context, method string) bool {
 		c.st.note("caller %d call %d (%s): mismatched reply: caller %d call %d method %q, %d payload bytes (want %d, equal %t)",
 			c.id, c.seq, method, c.reply.Caller, c.reply.Seq, c.reply.Method,
 			len(c.reply.Payload), len(c.args.Payload), bytes.Equal(c.reply.Payload, c.args.Payload))
+	case c.nested && !c.isStamped(method):
+		c.st.mismatches.Add(1)
+		c.st.callbackMismatches.Add(1)
+		c.st.note("caller %d call %d (%s) on connection %d: mismatched callback stamp %+v",
+			c.id, c.seq, method, c.conn, c.reply.Stamp)
 	default:
 		c.st.ok.Add(1)
+		if c.nested {
+			c.st.callbacksChecked.Add(1)
+		}
 	}
 	return true
 }
@@ -136,6 +150,7 @@ func (c *caller) do(ctx context.Context, method string, reply *message) (ok bool
 		return false, err
 	}
 	c.st.latency.record(elapsed)
+	c.st.perConn[c.conn].Add(1)
 	return true, err
 }
 
@@ -144,4 +159,11 @@ func (c *caller) isEcho(method string) bool {
 	r := &c.reply
 	return r.Caller == c.id && r.Seq == c.seq && r.Method == method &&
 		bytes.Equal(r.Payload, c.args.Payload)
+}
+
+// isStamped reports whether c.reply carries the stamp of the callback made
+// for the call just made to method, served over c's connection.
+func (c *caller) isStamped(method string) bool {
+	want := message{Caller: c.id, Seq: c.seq, Method: method, Payload: c.args.Payload}
+	return c.reply.Stamp != nil && *c.reply.Stamp == stampOf(&want, c.conn)
 }

@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"runtime"
 	"sync"
 	"time"
 
-	"github.com/muxrpc/muxrpc/demux"
-	"github.com/muxrpc/muxrpc/internal/transport"
 	"github.com/muxrpc/muxrpc/mux"
 )
 
 // shutdownTimeout bounds the graceful shutdown of the server; past it the
-// DeMux is closed, which cancels the handlers still running.
+// server is closed, which cancels the handlers still running.
 const shutdownTimeout = 5 * time.Second
 
 // run runs the demo as cfg says, drawing progress on stderr if
@@ -37,38 +33,49 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	return sum.verdict()
 }
 
+// sides are a running server and the client Muxes that call it.
+type sides struct {
+	clients  []*mux.Mux   // connection i's Mux is clients[i]
+	listener string       // in -conns mode, the server's network and address
+	stop     func() error // shuts the server down gracefully, then closes the clients
+}
+
 // demo sets up both sides, runs the callers and shuts everything down
 // again. Every goroutine it starts has exited, or is past its last wait,
 // when it returns.
 func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
-	clientEnd, serverEnd, err := transport.Pair(transport.Kind(cfg.Transport))
-	if err != nil {
-		return nil, fmt.Errorf("making a %s pair: %w", cfg.Transport, err)
-	}
 	srv := &server{}
-	d := demux.New(serverEnd, srv.handler(cfg.Delay), demux.Workers(cfg.Workers))
-	served := make(chan error, 1)
-	go func() { served <- d.Serve() }()
-	m := mux.New(clientEnd)
+	h := srv.handler(cfg.Delay, cfg.Nested)
+	st := newStats(cfg.Conns)
+	start := startPair
+	if cfg.Conns > 0 {
+		start = startServer
+	}
+	sd, err := start(cfg, h, st)
+	if err != nil {
+		return nil, err
+	}
 
-	st := &stats{}
 	var prog *progress
 	if cfg.Progress {
 		prog = startProgress(stderr, st, cfg.Interval)
 	}
-	start := time.Now()
-	callAll(ctx, cfg, m, st)
-	wall := time.Since(start)
+	begin := time.Now()
+	callAll(ctx, cfg, sd.clients, st)
+	wall := time.Since(begin)
 	interrupted := ctx.Err() != nil
 	if prog != nil {
 		prog.stop()
 	}
-	shutdownErr := shutdown(d, served, m)
-	return st.summarize(cfg, wall, interrupted, srv.peak.Load(), shutdownErr), nil
+	shutdownErr := sd.stop()
+	sum := st.summarize(cfg, wall, interrupted, srv.peak.Load(), shutdownErr)
+	sum.listener = sd.listener
+	return sum, nil
 }
 
-// callAll runs cfg.Callers callers at once and waits for them all.
-func callAll(ctx context.Context, cfg config, m *mux.Mux, st *stats) {
+// callAll runs cfg.Callers callers at once, caller i over client
+// connection i modulo their number, and waits for them all.
+func callAll(ctx context.Context, cfg config, clients []*mux.Mux, st *stats) {
 	// until is when the callers start no new round; zero means one round.
 	// Their calls run under ctx, which ends only on an interrupt.
 	var until time.Time
@@ -79,7 +86,8 @@ func callAll(ctx context.Context, cfg config, m *mux.Mux, st *stats) {
 	var wg sync.WaitGroup
 	wg.Add(cfg.Callers)
 	for id := range cfg.Callers {
-		c := newCaller(id, seed, cfg, m, st)
+		conn := id % len(clients)
+		c := newCaller(id, seed, cfg, conn, clients[conn], st)
 		go func() {
 			defer wg.Done()
 			c.run(ctx, until)
@@ -88,33 +96,15 @@ func callAll(ctx context.Context, cfg config, m *mux.Mux, st *stats) {
 	wg.Wait()
 }
 
-// shutdown stops the server gracefully, waits for Serve to return, then
-// closes the client. It returns what went wrong, if anything did.
-func shutdown(d *demux.DeMux, served <-chan error, m *mux.Mux) error {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	var errs []error
-	if err := d.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("DeMux.Shutdown: %w", err))
-	}
-	if err := <-served; err != nil {
-		errs = append(errs, fmt.Errorf("DeMux.Serve: %w", err))
-	}
-	if err := m.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("Mux.Close: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
 // settle returns the number of goroutines once it is down to want, or the
 // number it found when it gave up.
 //
-// When it is called, Mux.Close and DeMux.Serve have returned, so every
-// goroutine the run started has passed its last wait; but a goroutine may
-// not yet have been scheduled to run its last instructions (a deferred
-// close or wg.Done, then the return). So settle polls: it yields the
-// processor up to 200 times, then waits in 1 ms steps, about 0.8 s at
-// most in all. This is a bounded settle, not a way to wait for work.
+// When it is called, the clients' Mux.Close and the server's Serve have
+// returned, so every goroutine the run started has passed its last wait;
+// but a goroutine may not yet have been scheduled to run its last
+// instructions (a deferred close or wg.Done, then the return). So settle
+// polls: it yields the processor up to 200 times, then waits in 1 ms
+// steps, about 0.8 s at most in all. This is a bounded settle, not a way to wait for work.
 func settle(want int) int {
 	n := runtime.NumGoroutine()
 	for i := 0; n > want && i < 1000; i++ {

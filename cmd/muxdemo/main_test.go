@@ -93,29 +93,107 @@ func TestRun(t *testing.T) {
 				if err != nil {
 					t.Fatalf("run: %v", err)
 				}
-				rows := parseSummary(t, out)
-				for key, want := range map[string]int64{
-					"calls completed":         int64(cfg.Callers * (cfg.Calls + 1)),
-					"replies ok":              int64(cfg.Callers * cfg.Calls),
-					"errors expected":         int64(cfg.Callers),
-					"errors unexpected":       0,
-					"expected errors missing": 0,
-					"mismatches":              0,
-					"canceled":                0,
-				} {
-					if got := number(t, rows, key); got != want {
-						t.Errorf("%s = %d, want %d", key, got, want)
-					}
+				checkFullRun(t, cfg, out)
+			})
+		}
+	}
+}
+
+// checkFullRun checks the summary of a run of cfg that was not interrupted
+// and had one round per caller: every call completed and checked, none
+// mismatched, at most the workers' limit of handlers at once, no leak, and
+// the rows and checks of -nested and -conns when they were set. It
+// returns the summary's rows.
+func checkFullRun(t *testing.T, cfg config, out string) map[string]string {
+	t.Helper()
+	rows := parseSummary(t, out)
+	want := map[string]int64{
+		"calls completed":         int64(cfg.Callers * (cfg.Calls + 1)),
+		"replies ok":              int64(cfg.Callers * cfg.Calls),
+		"errors expected":         int64(cfg.Callers),
+		"errors unexpected":       0,
+		"expected errors missing": 0,
+		"mismatches":              0,
+		"canceled":                0,
+	}
+	if cfg.Nested {
+		want["callbacks made"] = int64(cfg.Callers * cfg.Calls)
+		want["callbacks checked"] = int64(cfg.Callers * cfg.Calls)
+		want["callback mismatches"] = 0
+	} else if _, ok := rows["callbacks made"]; ok {
+		t.Errorf("summary reports callbacks without -nested")
+	}
+	if cfg.Conns > 0 {
+		want["connections"] = int64(cfg.Conns)
+	}
+	for key, want := range want {
+		if got := number(t, rows, key); got != want {
+			t.Errorf("%s = %d, want %d", key, got, want)
+		}
+	}
+	peak, limit := number(t, rows, "peak in flight"), int64(cfg.Workers*max(cfg.Conns, 1))
+	if peak < 1 || cfg.Workers > 0 && peak > limit {
+		t.Errorf("peak in flight = %d with %d workers on %d connections", peak, cfg.Workers, max(cfg.Conns, 1))
+	}
+	if b, a := number(t, rows, "goroutines before"), number(t, rows, "goroutines after"); a > b {
+		t.Errorf("goroutines: %d before, %d after", b, a)
+	}
+	for _, c := range (&summary{cfg: cfg}).checks() {
+		if !strings.Contains(out, "PASS  "+c.name+"\n") {
+			t.Errorf("summary does not pass the check %q", c.name)
+		}
+	}
+	if !strings.Contains(out, "result: PASS\n") {
+		t.Errorf("summary does not end with PASS")
+	}
+	return rows
+}
+
+// TestRunNested runs -nested over every transport: each handler calls the
+// client back, and every reply must carry the stamp of its own callback.
+func TestRunNested(t *testing.T) {
+	for _, transport := range []string{"pipe", "tcp", "unix", "mem"} {
+		for _, workers := range []int{0, 4} {
+			t.Run(fmt.Sprintf("%s/workers=%d", transport, workers), func(t *testing.T) {
+				watchdog(t, 20*time.Second)
+				cfg := smallConfig(transport, workers)
+				cfg.Nested = true
+				out, err := runDemo(t, context.Background(), cfg, io.Discard)
+				if err != nil {
+					t.Fatalf("run: %v", err)
 				}
-				peak := number(t, rows, "peak in flight")
-				if peak < 1 || workers > 0 && peak > int64(workers) {
-					t.Errorf("peak in flight = %d with %d workers", peak, workers)
+				checkFullRun(t, cfg, out)
+			})
+		}
+	}
+}
+
+// TestRunConns runs -conns over a demux.Server on TCP and on a unix socket,
+// with and without -nested, and checks the calls of each connection.
+func TestRunConns(t *testing.T) {
+	for _, transport := range []string{"tcp", "unix"} {
+		for _, nested := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/nested=%t", transport, nested), func(t *testing.T) {
+				watchdog(t, 20*time.Second)
+				cfg := smallConfig(transport, 4)
+				cfg.Conns = 3
+				cfg.Nested = nested
+				out, err := runDemo(t, context.Background(), cfg, io.Discard)
+				if err != nil {
+					t.Fatalf("run: %v", err)
 				}
-				if b, a := number(t, rows, "goroutines before"), number(t, rows, "goroutines after"); a > b {
-					t.Errorf("goroutines: %d before, %d after", b, a)
+				rows := checkFullRun(t, cfg, out)
+				if l := rows["listener"]; !strings.HasPrefix(l, transport+" ") {
+					t.Errorf("listener = %q, want a %s address", l, transport)
 				}
-				if !strings.Contains(out, "result: PASS\n") {
-					t.Errorf("summary does not end with PASS")
+				// Caller i uses connection i mod 3; each makes Calls+1 calls.
+				var want []string
+				for conn := range cfg.Conns {
+					callers := (cfg.Callers - conn + cfg.Conns - 1) / cfg.Conns
+					want = append(want, strconv.Itoa(callers*(cfg.Calls+1)))
+				}
+				if got := rows["calls per connection"]; got != strings.Join(want, " ") {
+					t.Errorf("calls per connection = %q, want %q", got, strings.Join(want, " "))
 				}
 			})
 		}
@@ -182,46 +260,71 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 }
 
 // TestRunInterrupted cancels the run, as Ctrl-C does, once every caller is
-// waiting for a handler that would sleep for 30 s: run must cancel them,
-// shut down at once, print the summary and report errInterrupted.
+// waiting for a handler that would sleep for 30 s (in -nested mode, after
+// its callback): run must cancel them, shut down at once, print the
+// summary and report errInterrupted.
 func TestRunInterrupted(t *testing.T) {
-	watchdog(t, 20*time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg := smallConfig("pipe", 4)
-	cfg.Delay = 1000 // the first call's handler sleeps 30 s
-	cfg.Progress = true
-	cfg.Interval = time.Millisecond
-	start := time.Now()
-	out, err := runDemo(t, ctx, cfg, &cancelWriter{want: cfg.Callers, cancel: cancel})
-	if !errors.Is(err, errInterrupted) {
-		t.Fatalf("run: %v, want %v", err, errInterrupted)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("run took %v: the handlers were not canceled", d)
-	}
-	rows := parseSummary(t, out)
-	if got := number(t, rows, "canceled"); got != int64(cfg.Callers) {
-		t.Errorf("canceled = %d, want %d", got, cfg.Callers)
-	}
-	if got := number(t, rows, "calls completed"); got != 0 {
-		t.Errorf("calls completed = %d, want 0", got)
-	}
-	if rows["interrupted"] != "yes" || !strings.Contains(out, "result: interrupted, all checks passed\n") {
-		t.Errorf("summary does not say the run was interrupted")
+	for _, tc := range []struct {
+		name      string
+		nested    bool
+		conns     int
+		transport string
+	}{
+		{"pipe", false, 0, "pipe"},
+		{"conns=2/nested", true, 2, "tcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			watchdog(t, 20*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cfg := smallConfig(tc.transport, 4)
+			cfg.Nested, cfg.Conns = tc.nested, tc.conns
+			cfg.Delay = 1000 // the first call's handler sleeps 30 s
+			cfg.Progress = true
+			cfg.Interval = time.Millisecond
+			start := time.Now()
+			out, err := runDemo(t, ctx, cfg, &cancelWriter{want: cfg.Callers, cancel: cancel})
+			if !errors.Is(err, errInterrupted) {
+				t.Fatalf("run: %v, want %v", err, errInterrupted)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("run took %v: the handlers were not canceled", d)
+			}
+			rows := parseSummary(t, out)
+			if got := number(t, rows, "canceled"); got != int64(cfg.Callers) {
+				t.Errorf("canceled = %d, want %d", got, cfg.Callers)
+			}
+			if got := number(t, rows, "calls completed"); got != 0 {
+				t.Errorf("calls completed = %d, want 0", got)
+			}
+			if tc.nested {
+				if got := number(t, rows, "callbacks checked"); got != 0 {
+					t.Errorf("callbacks checked = %d, want 0", got)
+				}
+			}
+			if rows["interrupted"] != "yes" || !strings.Contains(out, "result: interrupted, all checks passed\n") {
+				t.Errorf("summary does not say the run was interrupted")
+			}
+		})
 	}
 }
 
 func TestRunCanceledBeforeStart(t *testing.T) {
-	watchdog(t, 20*time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	out, err := runDemo(t, ctx, smallConfig("tcp", 4), io.Discard)
-	if !errors.Is(err, errInterrupted) {
-		t.Fatalf("run: %v, want %v", err, errInterrupted)
-	}
-	if got := number(t, parseSummary(t, out), "calls completed"); got != 0 {
-		t.Errorf("calls completed = %d, want 0", got)
+	for _, conns := range []int{0, 3} {
+		t.Run(fmt.Sprintf("conns=%d", conns), func(t *testing.T) {
+			watchdog(t, 20*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			cfg := smallConfig("tcp", 4)
+			cfg.Conns = conns
+			out, err := runDemo(t, ctx, cfg, io.Discard)
+			if !errors.Is(err, errInterrupted) {
+				t.Fatalf("run: %v, want %v", err, errInterrupted)
+			}
+			if got := number(t, parseSummary(t, out), "calls completed"); got != 0 {
+				t.Errorf("calls completed = %d, want 0", got)
+			}
+		})
 	}
 }
 
@@ -255,6 +358,10 @@ func TestVerdict(t *testing.T) {
 		{"shutdown", func(s *summary) { s.shutdownErr = errors.New("boom") }, "clean shutdown"},
 		{"leak", func(s *summary) { s.goroutinesAfter++ }, "no goroutine leak"},
 		{"leak when interrupted", func(s *summary) { s.interrupted = true; s.goroutinesAfter++ }, "no goroutine leak"},
+		{"callback mismatch", func(s *summary) { nested(s); s.callbacksChecked--; s.callbackMismatches++ }, "every callback came back to its caller"},
+		{"callback unchecked", func(s *summary) { nested(s); s.callbacks++ }, "every callback came back to its caller"},
+		{"idle connection", func(s *summary) { conns(s); s.perConn[1] = 0 }, "every connection carried calls"},
+		{"peak over connections", func(s *summary) { conns(s); s.peak = 9 }, "peak in flight <= workers x connections"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()
@@ -276,6 +383,36 @@ func TestVerdict(t *testing.T) {
 	if err := s.verdict(); err != nil {
 		t.Errorf("verdict with workers=0: %v", err)
 	}
+	s = good()
+	nested(s)
+	conns(s)
+	s.peak = 8 // 4 workers on each of 2 connections
+	if err := s.verdict(); err != nil {
+		t.Errorf("verdict of a good -nested -conns 2 run: %v", err)
+	}
+	s = good()
+	nested(s)
+	conns(s)
+	s.interrupted = true
+	s.callbacks++    // served, but its call was canceled
+	s.perConn[1] = 0 // and no call completed there
+	if err := s.verdict(); !errors.Is(err, errInterrupted) {
+		t.Errorf("verdict of an interrupted -nested -conns 2 run: %v, want %v", err, errInterrupted)
+	}
+}
+
+// nested makes s the summary of a good -nested run.
+func nested(s *summary) {
+	s.cfg.Nested = true
+	s.callbacks, s.callbacksChecked = s.ok, s.ok
+}
+
+// conns makes s the summary of a good -conns 2 run.
+func conns(s *summary) {
+	s.cfg.Conns = 2
+	s.cfg.Transport = "tcp"
+	half := s.completed() / 2
+	s.perConn = []int64{half, s.completed() - half}
 }
 
 func TestHistogram(t *testing.T) {
@@ -328,7 +465,23 @@ func TestParseFlags(t *testing.T) {
 	if cfg != want {
 		t.Errorf("flags: %+v, want %+v", cfg, want)
 	}
-	for _, args := range []string{"-callers 0", "-calls -1", "-workers -1", "-transport udp", "-payload -1", "-duration -1s", "-delay -1", "extra", "-nosuchflag"} {
+	for _, tc := range []struct {
+		args string
+		want config
+	}{
+		{"-nested -quiet", config{Callers: 700, Calls: 3, Workers: 100, Transport: "pipe", Payload: 16, Delay: 1, Nested: true}},
+		{"-conns 4 -nested -quiet", config{Callers: 700, Calls: 3, Workers: 100, Transport: "tcp", Payload: 16, Delay: 1, Nested: true, Conns: 4}},
+		{"-conns 1 -transport unix -quiet", config{Callers: 700, Calls: 3, Workers: 100, Transport: "unix", Payload: 16, Delay: 1, Conns: 1}},
+	} {
+		cfg, err := parseFlags(strings.Fields(tc.args), io.Discard)
+		if err != nil {
+			t.Errorf("parseFlags(%q): %v", tc.args, err)
+		} else if cfg != tc.want {
+			t.Errorf("parseFlags(%q): %+v, want %+v", tc.args, cfg, tc.want)
+		}
+	}
+	for _, args := range []string{"-callers 0", "-calls -1", "-workers -1", "-transport udp", "-payload -1", "-duration -1s", "-delay -1", "extra", "-nosuchflag",
+		"-conns 0", "-conns -1", "-conns 2 -transport pipe", "-conns 2 -transport mem", "-callers 2 -conns 3"} {
 		if _, err := parseFlags(strings.Fields(args), io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}

@@ -33,12 +33,14 @@ func failMessage(caller int, seq uint64) string {
 }
 
 // message is the argument of every call and, with Method set by the
-// handler, its reply.
+// handler (and Stamp in -nested mode), its reply. The server passes it on
+// as the argument of its callback.
 type message struct {
 	Caller  int    `msgpack:"caller"`
 	Seq     uint64 `msgpack:"seq"`
 	Method  string `msgpack:"method,omitempty"`
 	Payload []byte `msgpack:"payload"`
+	Stamp   *stamp `msgpack:"stamp,omitempty"` // the callback's result
 }
 
 // server holds the server side's measurements. Its handlers are safe for
@@ -48,12 +50,13 @@ type server struct {
 	peak    atomic.Int64 // most handlers ever running at once
 }
 
-// handler returns the DeMux's handler: the methods, whose sleeps are
-// scaled by delay, and failMethod, all counted by s.
-func (s *server) handler(delay float64) demux.Handler {
+// handler returns the server's handler: the methods, whose sleeps are
+// scaled by delay and which call the client back first if nested is set,
+// and failMethod, all counted by s.
+func (s *server) handler(delay float64, nested bool) demux.Handler {
 	r := demux.NewRouter()
 	for _, m := range methods {
-		r.Handle(m.name, demux.Func(echo(m.name, time.Duration(float64(m.sleep)*delay))))
+		r.Handle(m.name, demux.Func(echo(m.name, time.Duration(float64(m.sleep)*delay), nested)))
 	}
 	r.Handle(failMethod, demux.Func(fail))
 	return s.count(r)
@@ -70,14 +73,22 @@ func (s *server) count(h demux.Handler) demux.Handler {
 	})
 }
 
-// echo returns a handler that works for sleep, then sends its arguments
-// back with its method name.
-func echo(name string, sleep time.Duration) func(context.Context, message) (message, error) {
+// echo returns a handler that sends its arguments back with its method
+// name after working for sleep. If nested is set, it first calls the
+// client back with them and sends the callback's stamp back too.
+func echo(name string, sleep time.Duration, nested bool) func(context.Context, message) (message, error) {
 	return func(ctx context.Context, args message) (message, error) {
+		args.Method = name
+		if nested {
+			s, err := callBack(ctx, &args)
+			if err != nil {
+				return message{}, err
+			}
+			args.Stamp = s
+		}
 		if err := pause(ctx, sleep); err != nil {
 			return message{}, err
 		}
-		args.Method = name
 		return args, nil
 	}
 }

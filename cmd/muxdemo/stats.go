@@ -23,8 +23,21 @@ type stats struct {
 	inFlight     atomic.Int64 // calls started and not returned
 	latency      histogram    // of calls that completed
 
+	// In -nested mode: the callbacks the client side served, the replies
+	// whose callback stamp was checked, and those whose stamp was wrong
+	// (counted in mismatches too).
+	callbacks, callbacksChecked, callbackMismatches atomic.Int64
+
+	perConn []atomic.Int64 // calls completed on each client connection
+
 	mu    sync.Mutex
 	notes []string // the first few failures, for the summary
+}
+
+// newStats returns zeroed counters for a run over conns client connections
+// (at least one).
+func newStats(conns int) *stats {
+	return &stats{perConn: make([]atomic.Int64, max(conns, 1))}
 }
 
 // done returns the number of calls that completed, whatever their outcome.
@@ -47,6 +60,10 @@ func (s *stats) summarize(cfg config, wall time.Duration, interrupted bool, peak
 	s.mu.Lock()
 	notes := append([]string(nil), s.notes...)
 	s.mu.Unlock()
+	perConn := make([]int64, len(s.perConn))
+	for i := range s.perConn {
+		perConn[i] = s.perConn[i].Load()
+	}
 	return &summary{
 		cfg:          cfg,
 		interrupted:  interrupted,
@@ -64,6 +81,11 @@ func (s *stats) summarize(cfg config, wall time.Duration, interrupted bool, peak
 		peak:         peak,
 		shutdownErr:  shutdownErr,
 		notes:        notes,
+
+		callbacks:          s.callbacks.Load(),
+		callbacksChecked:   s.callbacksChecked.Load(),
+		callbackMismatches: s.callbackMismatches.Load(),
+		perConn:            perConn,
 	}
 }
 

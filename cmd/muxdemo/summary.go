@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -19,6 +21,13 @@ type summary struct {
 	wall          time.Duration // from the first call to the last reply
 	p50, p99, max time.Duration // latency of the calls that completed
 	peak          int64         // most handlers running at once on the server
+
+	// In -nested mode: callbacks the client side served, replies whose
+	// callback stamp checked, and replies whose stamp was wrong.
+	callbacks, callbacksChecked, callbackMismatches int64
+
+	listener string  // in -conns mode, the server's network and address
+	perConn  []int64 // calls completed on each client connection
 
 	shutdownErr                       error
 	goroutinesBefore, goroutinesAfter int
@@ -52,9 +61,24 @@ func (s *summary) checks() []check {
 		cs = append(cs, check{"every call completed", s.completed() == want,
 			fmt.Sprintf("%d calls completed, want %d", s.completed(), want)})
 	}
-	if s.cfg.Workers > 0 {
-		cs = append(cs, check{"peak in flight <= workers", s.peak <= int64(s.cfg.Workers),
+	if s.cfg.Workers > 0 && s.cfg.Conns == 0 {
+		cs = append(cs, check{"peak in flight <= workers", s.peak <= s.peakLimit(),
 			fmt.Sprintf("%d handlers ran at once with %d workers", s.peak, s.cfg.Workers)})
+	}
+	if s.cfg.Workers > 0 && s.cfg.Conns > 0 {
+		cs = append(cs, check{"peak in flight <= workers x connections", s.peak <= s.peakLimit(),
+			fmt.Sprintf("%d handlers ran at once with %d workers on each of %d connections", s.peak, s.cfg.Workers, s.cfg.Conns)})
+	}
+	if s.cfg.Nested {
+		// An interrupt may cancel a call after its callback was served.
+		cs = append(cs, check{"every callback came back to its caller",
+			s.callbackMismatches == 0 && (s.interrupted || s.callbacks == s.callbacksChecked),
+			fmt.Sprintf("%d callbacks made, %d checked, %d wrong", s.callbacks, s.callbacksChecked, s.callbackMismatches)})
+	}
+	if s.cfg.Conns > 0 && !s.interrupted {
+		idle := s.idleConns()
+		cs = append(cs, check{"every connection carried calls", len(idle) == 0,
+			fmt.Sprintf("connections %v completed no call", idle)})
 	}
 	shutdown := "ok"
 	if s.shutdownErr != nil {
@@ -68,6 +92,24 @@ func (s *summary) checks() []check {
 			fmt.Sprintf("%d goroutines before, %d after", s.goroutinesBefore, s.goroutinesAfter)},
 	)
 	return cs
+}
+
+// peakLimit returns the most handlers the server may run at once: the
+// workers of each connection, with a worker pool.
+func (s *summary) peakLimit() int64 {
+	return int64(s.cfg.Workers) * int64(max(s.cfg.Conns, 1))
+}
+
+// idleConns returns the indexes of the client connections on which no
+// call completed.
+func (s *summary) idleConns() []int {
+	var idle []int
+	for i, n := range s.perConn {
+		if n == 0 {
+			idle = append(idle, i)
+		}
+	}
+	return idle
 }
 
 // verdict returns an error naming the failed checks, errInterrupted if
@@ -100,7 +142,10 @@ func (s *summary) print(w io.Writer) {
 		workers = "0 (a goroutine per request)"
 	}
 	peak := fmt.Sprint(s.peak)
-	if s.cfg.Workers > 0 {
+	switch {
+	case s.cfg.Workers > 0 && s.cfg.Conns > 0:
+		peak += fmt.Sprintf(" (limit %d: %d per connection)", s.peakLimit(), s.cfg.Workers)
+	case s.cfg.Workers > 0:
 		peak += fmt.Sprintf(" (limit %d)", s.cfg.Workers)
 	}
 	rate := 0.0
@@ -109,6 +154,10 @@ func (s *summary) print(w io.Writer) {
 	}
 
 	row("transport", "%s", s.cfg.Transport)
+	if s.cfg.Conns > 0 {
+		row("listener", "%s (demux.Server)", s.listener)
+		row("connections", "%d (mux.Dial)", s.cfg.Conns)
+	}
 	row("workers", "%s", workers)
 	row("callers", "%d", s.cfg.Callers)
 	row("calls per round", "%d + 1 failing", s.cfg.Calls)
@@ -122,6 +171,14 @@ func (s *summary) print(w io.Writer) {
 	row("expected errors missing", "%d", s.missing)
 	row("mismatches", "%d", s.mismatches)
 	row("canceled", "%d", s.canceled)
+	if s.cfg.Nested {
+		row("callbacks made", "%d", s.callbacks)
+		row("callbacks checked", "%d", s.callbacksChecked)
+		row("callback mismatches", "%d", s.callbackMismatches)
+	}
+	if s.cfg.Conns > 0 {
+		row("calls per connection", "%s", perConnText(s.perConn))
+	}
 	row("wall time", "%v", s.wall.Round(time.Millisecond))
 	row("calls/s", "%.0f", rate)
 	row("latency p50", "%v", roundLatency(s.p50))
@@ -156,6 +213,18 @@ func (s *summary) print(w io.Writer) {
 	default:
 		fmt.Fprintln(w, "result: PASS")
 	}
+}
+
+// maxListedConns is the most connections whose call counts the summary
+// lists one by one; past it, it gives their range.
+const maxListedConns = 16
+
+// perConnText formats the calls completed on each connection.
+func perConnText(counts []int64) string {
+	if len(counts) <= maxListedConns {
+		return strings.Trim(fmt.Sprint(counts), "[]")
+	}
+	return fmt.Sprintf("%d to %d (%d connections)", slices.Min(counts), slices.Max(counts), len(counts))
 }
 
 // roundLatency rounds d to three or four significant digits for display.
