@@ -17,10 +17,25 @@
 // panic becomes CodePanic with the panic value and the handler's stack; the
 // DeMux keeps serving.
 //
+// A handler's context says where its request came from: [PeerFromContext]
+// gives the connection's addresses and, over TLS, the peer's certificates,
+// and mux.FromContext gives a mux.Mux that calls the peer back on the same
+// stream. Serving is not tied to the DeMux: [Handle] given to mux.New,
+// mux.Dial or mux.Start makes a Mux serve too, so that both ends of a
+// stream call and serve; Workers and MaxInFlight given beside it configure
+// the Mux's serving half.
+//
 // Concurrency is bounded twice: [Workers] fixes how many handlers run at
 // once, and [MaxInFlight] how many requests may be queued or running. Past
-// it the DeMux reads on and holds further requests, up to 1 MiB of them,
-// so that it still sees the stream end when every handler waits for its
-// context; beyond that it stops reading, so a fast client is slowed down by
-// the transport instead of growing the server's memory.
+// it the DeMux holds further requests, up to 1 MiB of them, and refuses
+// the rest at once with CodeOverloaded, so that their callers know they did
+// not run. The reader never stops to wait for a handler: it still sees
+// CANCELs and the end of the stream, and the replies to a handler's calls
+// back to the peer, however busy the handlers are. With Workers(n), a
+// chain of nested calls back and forth that arrives at one side more than
+// n times waits until its contexts end.
+//
+// When the client stops sending but can still read (TCP's CloseWrite, a
+// parent closing a child's stdin), the requests already read are answered
+// before Serve returns an error wrapping io.EOF.
 package demux

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"time"
@@ -396,6 +398,130 @@ func ExampleServer() {
 	fmt.Println("Serve:", <-served)
 	// Output:
 	// Hello, server!
+	// Serve: demux: Server closed
+}
+
+// Both ends of one stream call and serve: each is a mux.Mux that Handle
+// gave a serving half with its own Router. Neither is the client or the
+// server; each calls the other whenever it likes.
+func ExampleHandle() {
+	aliceRouter := demux.NewRouter()
+	aliceRouter.Handle("Name", demux.Func(func(context.Context, struct{}) (string, error) {
+		return "Alice", nil
+	}))
+	bobRouter := demux.NewRouter()
+	bobRouter.Handle("Name", demux.Func(func(context.Context, struct{}) (string, error) {
+		return "Bob", nil
+	}))
+
+	aliceEnd, bobEnd, err := channel.Pipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := mux.New(aliceEnd, demux.Handle(aliceRouter))
+	defer alice.Close()
+	bob := mux.New(bobEnd, demux.Handle(bobRouter))
+	defer bob.Close()
+
+	var name string
+	if err := alice.Call(context.Background(), "Name", nil, &name); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("Alice called", name)
+	if err := bob.Call(context.Background(), "Name", nil, &name); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("Bob called", name)
+	// Output:
+	// Alice called Bob
+	// Bob called Alice
+}
+
+// PeerFromContext tells a handler who called it: the addresses of its
+// connection and, over TLS, the certificates the client presented. Over
+// pipes and stdio the addresses are nil.
+func ExamplePeerFromContext() {
+	router := demux.NewRouter()
+	router.Handle("Whoami", demux.Func(func(ctx context.Context, _ struct{}) (string, error) {
+		peer, ok := demux.PeerFromContext(ctx)
+		if !ok {
+			return "", errors.New("not called by a handler")
+		}
+		addr, ok := peer.RemoteAddr.(*net.TCPAddr)
+		if !ok {
+			return "", fmt.Errorf("not a TCP peer: %v", peer.RemoteAddr)
+		}
+		return fmt.Sprintf("loopback: %t, TLS: %t", addr.IP.IsLoopback(), peer.TLS != nil), nil
+	}))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := demux.NewServer(router)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() { srv.Close(); <-served }()
+
+	ctx := context.Background()
+	m, err := mux.Dial(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	var who string
+	if err := m.Call(ctx, "Whoami", nil, &who); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(who)
+	// Output:
+	// loopback: true, TLS: false
+}
+
+// A server that shuts down gracefully on Ctrl-C (SIGINT): the context
+// from signal.NotifyContext ends when the signal arrives, and Shutdown then
+// stops accepting, lets every call in flight finish and deliver its reply,
+// and closes the connections. MaxConns bounds the connections served at
+// once. In this example nobody presses Ctrl-C: calling stop ends the
+// context in its place.
+func ExampleServer_Shutdown() {
+	router := demux.NewRouter()
+	router.Handle("Greeter.Hello", demux.Func(func(_ context.Context, name string) (string, error) {
+		return "Hello, " + name + "!", nil
+	}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := demux.NewServer(router, demux.MaxConns(100))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	// A client makes a call, then the program is interrupted.
+	m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	var greeting string
+	if err := m.Call(context.Background(), "Greeter.Hello", "Ctrl-C", &greeting); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(greeting)
+	stop() // in a real program, Ctrl-C ends ctx
+
+	<-ctx.Done()
+	timeout, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(timeout); err != nil {
+		log.Fatal(err) // the timeout passed: the connections were closed at once
+	}
+	fmt.Println("Serve:", <-served)
+	// Output:
+	// Hello, Ctrl-C!
 	// Serve: demux: Server closed
 }
 

@@ -68,7 +68,8 @@ func (r *Request) Bytes() ([]byte, error) {
 // context ended and it sent a CANCEL), when the caller's deadline passes
 // (ctx carries it), when the stream dies and when the DeMux is closed;
 // ServeRPC should then return soon, as Close and Serve wait for it. ctx
-// carries no values, and it is canceled once ServeRPC has returned.
+// carries one value, the connection, which PeerFromContext and
+// mux.FromContext read; it is canceled once ServeRPC has returned.
 //
 // The result is encoded with msgpack for the caller; it is dropped for a
 // notification. An error goes back as a *frame.RemoteError: returned as is
@@ -77,7 +78,8 @@ func (r *Request) Bytes() ([]byte, error) {
 // wraps the matching context error; else with CodeApplication and
 // err.Error() as the message. A panic is recovered and
 // sent back with CodePanic. ServeRPC must not keep req after it returns, and
-// must not call the DeMux's Close or Shutdown, which wait for it.
+// must not call the DeMux's Close or Shutdown, nor Close the Mux that
+// mux.FromContext returns, as they wait for it.
 type Handler interface {
 	ServeRPC(ctx context.Context, req *Request) (any, error)
 }

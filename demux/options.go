@@ -39,10 +39,10 @@ func Handle(h Handler) Option {
 // for more work before it exits.
 //
 // A handler that calls back its caller (see mux.FromContext) holds its
-// goroutine while it waits: with Workers(n), n nested calls back into this
-// side fill every worker, and a further request waits for one of them, so
-// a chain of calls that comes back to this side more than n times waits
-// until its contexts end.
+// goroutine while it waits: with Workers(n), n nested calls of one chain
+// into this side fill every worker, and a further request waits for one of
+// them, so a chain of calls back and forth that arrives at this side more
+// than n times waits until its contexts end.
 func Workers(n int) Option {
 	return func(c *core.Config) { c.Workers = max(n, 0) }
 }

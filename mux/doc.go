@@ -2,14 +2,26 @@
 // methods over one byte stream at once, each parked on its own transaction
 // id (xid) until its reply arrives.
 //
-// A [Mux] is made with [New] over any io.ReadWriteCloser whose other end is
-// served by a demux.DeMux, with [Dial] over a network connection, or with
-// [Start] over the stdin and stdout of a child process that serves a
-// demux.DeMux over channel.Stdio; closing that Mux shuts the child down and
-// reaps it. [Mux.Call] blocks until the reply, an error or
-// the end of its context; [Mux.Go] starts a call and returns at once;
-// [Mux.Notify] sends a request that gets no reply. Arguments and replies are
-// encoded with msgpack.
+// A [Mux] is made with [New] over any io.ReadWriteCloser whose other end
+// serves (a demux.DeMux, or a Mux that serves), with [Dial] over a network
+// connection, or with [Start] over the stdin and stdout of a child process
+// that serves a demux.DeMux over channel.Stdio; closing that Mux closes the
+// child's stdin, waits for the child to exit (killing it after the
+// [GracePeriod]) and returns its exit error. [Mux.Call] blocks until the
+// reply, an error or the end of its context; [Mux.Go] starts a call and
+// returns at once; [Mux.Notify] sends a request that gets no reply.
+// [Mux.Done] and [Mux.Err] tell whether the stream is still alive without
+// making a call. Arguments and replies are encoded with msgpack.
+//
+// Calls go both ways on one stream. Given demux.Handle(h) among its
+// options, a Mux also serves the requests its peer sends, so two Muxes
+// that both serve are peers that call each other. Inside a handler,
+// [FromContext] returns the Mux of the handler's connection, to call back
+// the peer whose request it serves, in the middle of the call or, keeping
+// it, later (server push). Under every Mux and DeMux is one connection
+// whose reader hands replies to the calling half and requests to the
+// serving half without waiting for either, so replies keep arriving
+// however busy this side's handlers are.
 //
 // Errors fall into three kinds that errors.Is and errors.As tell apart:
 //   - what the remote handler failed with, a *frame.RemoteError carrying a
@@ -21,5 +33,6 @@
 // A Mux has one goroutine of its own, the reader, which Close stops and
 // waits for; the writer belongs to the package channel Conn under it, and a
 // Mux made by Start has one more while Close reaps the child. Callers never
-// get a goroutine each.
+// get a goroutine each. A Mux that serves runs its handlers on goroutines
+// of its serving half, which Close also waits for.
 package mux

@@ -323,6 +323,49 @@ func ExampleMux_Close() {
 	// later call: mux: closed true
 }
 
+// A handler can call back the client whose request it serves, on the same
+// stream: FromContext gives it the Mux of its connection. The client serves
+// those callbacks because demux.Handle gave its Mux a serving half. Here the
+// server asks the client for a name in the middle of a call and puts the
+// answer in its reply.
+func ExampleFromContext() {
+	server := demux.NewRouter()
+	server.Handle("Greeter.Hello", demux.Func(func(ctx context.Context, _ struct{}) (string, error) {
+		client, ok := mux.FromContext(ctx)
+		if !ok {
+			return "", errors.New("not called by a handler")
+		}
+		var name string
+		if err := client.Call(ctx, "Client.Name", nil, &name); err != nil {
+			return "", err
+		}
+		return "Hello, " + name + "!", nil
+	}))
+	callbacks := demux.NewRouter()
+	callbacks.Handle("Client.Name", demux.Func(func(context.Context, struct{}) (string, error) {
+		return "callback", nil
+	}))
+
+	clientEnd, serverEnd, err := channel.Pipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	d := demux.New(serverEnd, server)
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	defer func() { d.Close(); <-served }()
+	m := mux.New(clientEnd, demux.Handle(callbacks))
+	defer m.Close()
+
+	var greeting string
+	if err := m.Call(context.Background(), "Greeter.Hello", struct{}{}, &greeting); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(greeting)
+	// Output:
+	// Hello, callback!
+}
+
 // Dial connects to a server over the network and returns a Mux over the
 // connection. Here the server is a DeMux serving the one connection it
 // accepts on a loopback listener.

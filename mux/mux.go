@@ -94,7 +94,7 @@ func attach(conn *core.Conn) *Mux {
 // call back its caller or keep the Mux to send it notifications later. It
 // returns false for a context that no handler received. Every call of it
 // for one connection returns the same Mux; closing that Mux closes the
-// connection.
+// connection, and waits for its handlers, so a handler must not close it.
 func FromContext(ctx context.Context) (*Mux, bool) {
 	conn := core.FromContext(ctx)
 	if conn == nil {
