@@ -192,6 +192,26 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 // when ctx ends or the Conn dies. A frame above the size limit fails with
 // an error wrapping frame.ErrTooLarge and leaves the Conn alive.
 func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
+	return c.send(ctx, f, 0)
+}
+
+// ControlSlack is how far past the send queue's bound SendControl still
+// queues a frame without waiting.
+const ControlSlack = 64 << 10
+
+// SendControl is Send for a small frame the reader owes the peer, such as
+// the refusal of a request: it queues f at once, past the queue's bound
+// and ahead of the Sends waiting in line, as long as the queue holds less
+// than its bound plus ControlSlack, and waits like Send beyond that, so
+// that a peer that never reads cannot grow the queue without end. A reader
+// that answers this way keeps reading while the queue is full of replies.
+func (c *Conn) SendControl(ctx context.Context, f *frame.Frame) error {
+	return c.send(ctx, f, ControlSlack)
+}
+
+// send is Send with slack bytes of room past the queue's bound for f,
+// which then does not wait behind the Sends in line.
+func (c *Conn) send(ctx context.Context, f *frame.Frame, slack int) error {
 	size := c.codec.FrameSize(f)
 	if size > c.max {
 		f.Release()
@@ -203,7 +223,7 @@ func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
 		f.Release()
 		return err
 	}
-	if c.fits(size) && (len(c.waiters) == 0 || ctx.Err() != nil) {
+	if slack > 0 && c.queued+size <= c.limit+slack || c.fits(size) && (len(c.waiters) == 0 || ctx.Err() != nil) {
 		wake := c.push(f, size)
 		c.mu.Unlock()
 		c.wakeWriter(wake)

@@ -212,6 +212,38 @@ func (q *fullQueue) line(ctx context.Context) (bigDone, smallDone <-chan error) 
 	return bigDone, smallDone
 }
 
+func TestSendControlGoesPastAFullQueue(t *testing.T) {
+	q := newFullQueue(t)
+	bigDone, smallDone := q.line(context.Background())
+	// A control frame is queued at once, ahead of the waiting line, while
+	// the queue is within its slack.
+	require.NoError(t, q.c.SendControl(context.Background(), cancelFrame(4)))
+	assert.Equal(t, 2, q.c.Waiting(), "the line is untouched")
+
+	// Past the slack it waits like any Send (here: until its ctx ends).
+	huge := &frame.Frame{Type: frame.TypeResponse, XID: 5}
+	require.NoError(t, huge.EncodePayload(make([]byte, 2*channel.ControlSlack)))
+	ctx, cancel := context.WithCancel(context.Background())
+	hugeDone := make(chan error, 1)
+	go func() { hugeDone <- q.c.SendControl(ctx, huge) }()
+	q.waiters(3, hugeDone)
+	cancel()
+	select {
+	case err := <-hugeDone:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a SendControl past the slack did not give up when its ctx ended")
+	}
+
+	close(q.gate.open)
+	require.NoError(t, <-bigDone)
+	require.NoError(t, <-smallDone)
+	require.NoError(t, q.peer.R.ReadPreface())
+	for _, xid := range []uint64{1, 4, 2, 3} {
+		assert.Equal(t, xid, q.peer.Read().XID, "the control frame left before the waiting line")
+	}
+}
+
 func TestFullQueueTakesSendsInTheirOrder(t *testing.T) {
 	q := newFullQueue(t)
 	// The small frame would fit beside the first, but the big one waits

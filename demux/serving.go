@@ -208,13 +208,14 @@ const maxHeld = 1 << 20
 func weight(r *request) int { return len(r.f.Payload) + len(r.Method) + 64 }
 
 // refuse answers a request that is not run with err, or drops it if it is
-// a notification.
+// a notification. It runs on the reader, so the answer takes the control
+// slack of the send queue rather than waiting behind the replies there.
 func (s *serving) refuse(r *request, err *frame.RemoteError) {
 	if r.Notify {
 		s.log.Debug("muxrpc dropped a notification", "method", r.Method, "err", err.Error())
 		return
 	}
-	s.send(&frame.Frame{Type: frame.TypeError, XID: r.XID, Err: err})
+	s.ch.SendControl(s.base, &frame.Frame{Type: frame.TypeError, XID: r.XID, Err: err})
 }
 
 // send queues a reply, without waiting for room once the half has stopped.

@@ -6,10 +6,12 @@
 // or both, and the calling half may be attached after the connection has
 // started, when a handler first calls back the peer.
 //
-// The reader never waits for either half: a half takes each frame and
+// The reader never waits for a handler: a half takes each frame and
 // returns at once, so replies to this side's calls keep arriving however
 // busy the serving half is, and two ends that call each other cannot wedge
-// each other's readers.
+// each other's readers. What the reader itself answers (a refusal) takes
+// the send queue's control slack (channel.Conn.SendControl) instead of
+// waiting behind the replies queued there.
 package core
 
 import (
@@ -26,7 +28,8 @@ import (
 )
 
 // Server is the serving half of a connection, as the connection drives it.
-// Accept and Cancel run on the reader goroutine and must not block.
+// Accept and Cancel run on the reader goroutine and must not wait for a
+// handler or for room in a full send queue (see channel.Conn.SendControl).
 type Server interface {
 	// Start is called once, when the reader starts, before any Accept.
 	Start()
@@ -327,9 +330,7 @@ func (c *Conn) refuse(f *frame.Frame) error {
 	if notify {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // never wait for room: a full queue drops the answer
-	c.ch.Send(ctx, &frame.Frame{Type: frame.TypeError, XID: xid, Err: &frame.RemoteError{
+	c.ch.SendControl(context.Background(), &frame.Frame{Type: frame.TypeError, XID: xid, Err: &frame.RemoteError{
 		Code: frame.CodeNoMethod, Message: fmt.Sprintf("no method %q: this side serves no requests", method),
 	}})
 	return nil
