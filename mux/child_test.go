@@ -27,6 +27,8 @@ import (
 //	exit3         exits with status 3 once its stdin closes
 //	ignore-stdin  never exits once its stdin closes, until killed
 //	crash         also serves "crash", which exits at once with status 2
+//	callback      also serves "ask", which calls the parent's "parent.name"
+//	              back over the same stdio and answers with what it got
 const childEnv = "MUXRPC_TEST_CHILD"
 
 // runChild is the child's whole life; it returns the exit status.
@@ -38,12 +40,25 @@ func runChild(mode string) int {
 			return nil, nil
 		}))
 	}
+	if mode == "callback" {
+		r.Handle("ask", demux.Func(func(ctx context.Context, q string) (string, error) {
+			parent, ok := mux.FromContext(ctx)
+			if !ok {
+				return "", errors.New("no Mux in the handler's context")
+			}
+			var name string
+			if err := parent.Call(ctx, "parent.name", q, &name); err != nil {
+				return "", err
+			}
+			return "child asked " + name, nil
+		}))
+	}
 	if err := demux.New(channel.Stdio(), r).Serve(); err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
 	switch mode {
-	case "echo", "crash":
+	case "echo", "crash", "callback":
 		return 0
 	case "exit3":
 		return 3
@@ -207,4 +222,27 @@ func TestStartFailures(t *testing.T) {
 		require.ErrorContains(t, err, "Stdin")
 		assert.Nil(t, cmd.Process, "the child was not started")
 	})
+}
+
+func TestChildCallsItsParentBack(t *testing.T) {
+	// Both directions over a child's stdio: the parent's Mux serves
+	// "parent.name", and the child's handler calls it in the middle of
+	// the parent's call.
+	r := demux.NewRouter()
+	r.Handle("parent.name", demux.Func(func(_ context.Context, q string) (string, error) {
+		return "parent about " + q, nil
+	}))
+	m, _ := startChild(t, "callback", demux.Handle(r))
+	const n = 20
+	calls := make([]*mux.Call, n)
+	answers := make([]string, n)
+	for i := range calls {
+		calls[i] = m.Go(context.Background(), "ask", fmt.Sprint(i), &answers[i])
+	}
+	for i, c := range calls {
+		waitCall(t, c, fmt.Sprintf("call %d through the child and back", i))
+		require.NoError(t, c.Err())
+		assert.Equal(t, fmt.Sprintf("child asked parent about %d", i), answers[i])
+	}
+	require.NoError(t, closeWithin(t, m))
 }
