@@ -227,7 +227,7 @@ func ExampleRequest_Bytes() {
 	fmt.Println(err)
 	// Output:
 	// "GET / HTTP/1.1" <nil>
-	// remote: BadRequest: arguments of "firstLine": frame: malformed: payload is not a single byte string
+	// remote: BadRequest: arguments of "firstLine" do not decode into []byte: frame: malformed: payload is not a single byte string
 }
 
 // Shutdown stops a server gracefully. It tells the client to send no new

@@ -3,6 +3,7 @@ package demux
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -32,17 +33,27 @@ type Request struct {
 // caller its request was bad.
 func (r *Request) Decode(v any) error {
 	if err := frame.DecodePayload(r.payload, v); err != nil {
-		return r.badArguments(err)
+		return r.badArguments(goType(v), err)
 	}
 	return nil
 }
 
+// goType names the Go type a pointer passed to Decode points to.
+func goType(v any) string {
+	t := reflect.TypeOf(v)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return fmt.Sprint(t)
+}
+
 // badArguments is the error a handler returns for arguments it cannot
-// read: the caller's request was bad.
-func (r *Request) badArguments(err error) error {
+// read into a want: the caller's request was bad. It names the method and
+// the Go type the arguments should have decoded into.
+func (r *Request) badArguments(want string, err error) error {
 	return &frame.RemoteError{
 		Code:    frame.CodeBadRequest,
-		Message: fmt.Sprintf("arguments of %q: %v", r.Method, err),
+		Message: fmt.Sprintf("arguments of %q do not decode into %s: %v", r.Method, want, err),
 	}
 }
 
@@ -56,7 +67,7 @@ func (r *Request) badArguments(err error) error {
 func (r *Request) Bytes() ([]byte, error) {
 	b, err := frame.PayloadBytes(r.payload)
 	if err != nil {
-		return nil, r.badArguments(err)
+		return nil, r.badArguments("[]byte", err)
 	}
 	return b, nil
 }

@@ -173,7 +173,7 @@ func TestRemoteErrors(t *testing.T) {
 			{"fail", "bob", frame.CodeApplication, "no luck for bob"},
 			{"coded", "x", frame.CodeOverloaded, "wrapped: remote: Overloaded: busy"},
 			{"nothere", 1, frame.CodeNoMethod, `no method "nothere"`},
-			{"int", "not an int", frame.CodeBadRequest, `arguments of "int"`},
+			{"int", "not an int", frame.CodeBadRequest, `arguments of "int" do not decode into int`},
 			{"int", msgpack.RawMessage{0xdd, 0xff, 0xff, 0xff, 0xff}, frame.CodeBadRequest, "claims 4294967295 items"},
 			{"int", msgpack.RawMessage{0xdf, 0xff, 0xff, 0xff, 0xff}, frame.CodeBadRequest, "claims"},
 			{"int", msgpack.RawMessage{0xc6, 0xff, 0xff, 0xff, 0xff}, frame.CodeBadRequest, "value of 4294967295 bytes"},
