@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/muxrpc/muxrpc/frame"
 )
@@ -56,7 +57,55 @@ type Config struct {
 	// once it has sent what it owes. Without it, the end of the stream
 	// ends the Conn at once.
 	HalfClose bool
+	// HandshakeTimeout bounds the time from Serve's start until the peer's
+	// preface, and the authentication that follows it when AuthKey is set,
+	// has fully arrived; the stream then ends with an error wrapping
+	// ErrTimeout. Zero or negative means no bound.
+	HandshakeTimeout time.Duration
+	// FrameTimeout bounds the time a frame may take to arrive once its
+	// first byte has: d plus one second for every FrameRate bytes of its
+	// length, so that a large frame on a slow but moving link arrives while
+	// a peer that starts a frame and stalls (or trickles it) is cut off.
+	// The stream then ends with an error wrapping ErrTimeout. Zero or
+	// negative means no bound.
+	FrameTimeout time.Duration
+	// KeepaliveInterval and KeepaliveTimeout turn keepalive on when both
+	// are positive: after KeepaliveInterval without a byte from the peer,
+	// the Conn sends a PING, and if nothing at all arrives within
+	// KeepaliveTimeout of that PING being written (while this side's own
+	// writes make no progress either), the stream ends with an error
+	// wrapping ErrUnresponsive. Only a peer that answers PING (PROTOCOL.md)
+	// may be sent one.
+	KeepaliveInterval time.Duration
+	KeepaliveTimeout  time.Duration
+	// AuthKey, when not empty, makes both sides prove they hold the same
+	// key right after the prefaces (PROTOCOL.md), before any other frame
+	// is sent or accepted. A peer without the key, or with another, ends
+	// the stream with an error wrapping ErrAuth on both sides.
+	AuthKey []byte
+	// Accept, if set, is asked about each frame's type as soon as its
+	// header is read, before its body is read or allocated; an error ends
+	// the stream with that error.
+	Accept func(frame.Type) error
 }
+
+// FrameRate is the slowest rate, in bytes per second, at which a frame's
+// bytes may arrive beyond Config.FrameTimeout.
+const FrameRate = 64 << 10
+
+// Errors that end a stream.
+var (
+	// ErrUnresponsive is wrapped by the error of a stream whose peer did
+	// not answer a keepalive PING in time.
+	ErrUnresponsive = errors.New("channel: peer unresponsive")
+	// ErrTimeout is wrapped by the error of a stream whose peer took too
+	// long over its preface, its authentication or a frame.
+	ErrTimeout = errors.New("channel: peer too slow")
+	// ErrAuth is wrapped by the error of a stream whose peer did not prove
+	// it holds the same AuthKey, or asked for a proof this side cannot
+	// give.
+	ErrAuth = errors.New("channel: authentication failed")
+)
 
 // Conn is one framed stream shared by many goroutines. Send, Drain, Close,
 // Done and Err are safe for concurrent use; Serve is called once, by the
