@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -130,6 +131,8 @@ type Conn struct {
 	queued    int           // bytes in queue
 	waiters   []*sendWaiter // Sends waiting for room in queue, oldest first
 	unflushed bool          // frames were queued since the last flush
+	pushed    uint64        // frames queued so far
+	taken     uint64        // frames the writer has taken from the queue so far
 	woken     bool          // a wake token was sent since the writer last took the queue
 	drained   []chan struct{}
 	closeErr  error // what closing rwc returned
@@ -241,7 +244,26 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 // when ctx ends or the Conn dies. A frame above the size limit fails with
 // an error wrapping frame.ErrTooLarge and leaves the Conn alive.
 func (c *Conn) Send(ctx context.Context, f *frame.Frame) error {
-	return c.send(ctx, f, 0)
+	return c.send(ctx, f, 0, nil)
+}
+
+// SendTracked is Send that also stores into seq, under the Conn's lock and
+// as f joins the queue, the number f gets in the order of frames queued
+// (from 1), so that once the Conn has died Unsent can tell whether f was
+// written. seq is left as it was if f is never queued.
+func (c *Conn) SendTracked(ctx context.Context, f *frame.Frame, seq *atomic.Uint64) error {
+	return c.send(ctx, f, 0, seq)
+}
+
+// Unsent reports whether the frame that SendTracked numbered seq (0: a
+// frame never queued) was certainly never written: the writer had not yet
+// taken it from the queue when the Conn died, so no byte of it reached the
+// stream. It reports false while the Conn is alive, and for a frame that
+// the writer took, even if the write then failed before its bytes left.
+func (c *Conn) Unsent(seq uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err != nil && (seq == 0 || seq > c.taken)
 }
 
 // ControlSlack is how far past the send queue's bound SendControl still
@@ -255,12 +277,13 @@ const ControlSlack = 64 << 10
 // that a peer that never reads cannot grow the queue without end. A reader
 // that answers this way keeps reading while the queue is full of replies.
 func (c *Conn) SendControl(ctx context.Context, f *frame.Frame) error {
-	return c.send(ctx, f, ControlSlack)
+	return c.send(ctx, f, ControlSlack, nil)
 }
 
 // send is Send with slack bytes of room past the queue's bound for f,
-// which then does not wait behind the Sends in line.
-func (c *Conn) send(ctx context.Context, f *frame.Frame, slack int) error {
+// which then does not wait behind the Sends in line, and seq, if not nil,
+// told f's number in the queue (see SendTracked).
+func (c *Conn) send(ctx context.Context, f *frame.Frame, slack int, seq *atomic.Uint64) error {
 	size := c.codec.FrameSize(f)
 	if size > c.max {
 		f.Release()
@@ -273,7 +296,7 @@ func (c *Conn) send(ctx context.Context, f *frame.Frame, slack int) error {
 		return err
 	}
 	if slack > 0 && c.queued+size <= c.limit+slack || c.fits(size) && (len(c.waiters) == 0 || ctx.Err() != nil) {
-		wake := c.push(f, size)
+		wake := c.push(f, size, seq)
 		c.mu.Unlock()
 		c.wakeWriter(wake)
 		return nil
@@ -284,7 +307,7 @@ func (c *Conn) send(ctx context.Context, f *frame.Frame, slack int) error {
 		return err
 	}
 	w := waiterPool.Get().(*sendWaiter)
-	w.f, w.size = f, size
+	w.f, w.size, w.seq = f, size, seq
 	c.waiters = append(c.waiters, w)
 	c.mu.Unlock()
 	took := false
@@ -319,6 +342,7 @@ func (c *Conn) send(ctx context.Context, f *frame.Frame, slack int) error {
 type sendWaiter struct {
 	f        *frame.Frame
 	size     int
+	seq      *atomic.Uint64 // see SendTracked; nil for Send
 	ready    chan struct{} // gets one token once signaled
 	signaled bool          // queued, or the Conn has died; set with c.mu held
 	queued   bool          // f was queued (and emptied) for the waiter
@@ -343,7 +367,11 @@ func (c *Conn) fits(size int) bool {
 
 // push moves f into the queue and reports whether the writer needs a wake
 // token for it. c.mu is held.
-func (c *Conn) push(f *frame.Frame, size int) (wake bool) {
+func (c *Conn) push(f *frame.Frame, size int, seq *atomic.Uint64) (wake bool) {
+	c.pushed++
+	if seq != nil {
+		seq.Store(c.pushed)
+	}
 	c.queue = append(c.queue, *f)
 	*f = frame.Frame{} // the queue owns the payload now
 	c.queued += size
@@ -361,7 +389,7 @@ func (c *Conn) admit() (wake bool) {
 		w := c.waiters[0]
 		c.waiters[0] = nil
 		c.waiters = c.waiters[1:]
-		wake = c.push(w.f, w.size) || wake
+		wake = c.push(w.f, w.size, w.seq) || wake
 		w.signal(true)
 	}
 	if len(c.waiters) == 0 {
@@ -471,6 +499,7 @@ func (c *Conn) writeLoop() {
 		for {
 			c.mu.Lock()
 			batch, c.queue = c.queue, batch[:0]
+			c.taken = c.pushed // from here on, any of them may be written
 			c.queued = 0
 			c.woken = false
 			c.admit() // this loop takes the queue again: no token needed

@@ -314,13 +314,13 @@ func ExampleMux_Close() {
 		log.Fatal(err)
 	}
 	err = <-parked
-	fmt.Println("parked call:", err, errors.Is(err, mux.ErrClosed))
+	fmt.Println("parked call:", err, errors.Is(err, mux.ErrClosed), errors.Is(err, mux.ErrNotSent))
 	err = m.Call(context.Background(), "Job.Wait", nil, nil)
-	fmt.Println("later call:", err, errors.Is(err, mux.ErrClosed))
+	fmt.Println("later call:", err, errors.Is(err, mux.ErrClosed), errors.Is(err, mux.ErrNotSent))
 	<-served // the server saw the stream end and canceled the handler
 	// Output:
-	// parked call: mux: closed true
-	// later call: mux: closed true
+	// parked call: mux: closed true false
+	// later call: mux: closed (request not sent) true true
 }
 
 // A handler can call back the client whose request it serves, on the same

@@ -228,3 +228,90 @@ func TestFullSendQueueHonoursContext(t *testing.T) {
 		assert.ErrorIs(t, <-errs, context.Canceled)
 	}
 }
+
+// writeSignal announces each Write on its stream before making it.
+type writeSignal struct {
+	net.Conn
+	writes chan<- struct{}
+}
+
+func (w writeSignal) Write(b []byte) (int, error) {
+	w.writes <- struct{}{}
+	return w.Conn.Write(b)
+}
+
+func TestErrNotSentOnlyForRequestsNeverWritten(t *testing.T) {
+	c, s := net.Pipe() // synchronous: a write blocks until the peer reads it
+	defer s.Close()
+	writes := make(chan struct{}, 16)
+	m := mux.New(writeSignal{c, writes})
+	defer m.Close()
+	srv := rpctest.NewRaw(t, s)
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+	nthWrite := func(what string) {
+		t.Helper()
+		select {
+		case <-writes:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the writer did not start writing %s", what)
+		}
+	}
+	nthWrite("the preface")
+
+	written := m.Go(context.Background(), "written", nil, nil)
+	nthWrite("the first request")
+	srv.Read() // the first request has left whole; nothing answers it
+	takenByTheWriter := m.Go(context.Background(), "taken", nil, nil)
+	nthWrite("the second request") // nobody reads: the writer is stuck in it
+	queued := []*mux.Call{
+		m.Go(context.Background(), "queued1", nil, nil),
+		m.Go(context.Background(), "queued2", nil, nil),
+	}
+	require.NoError(t, m.Close())
+
+	for _, call := range []*mux.Call{written, takenByTheWriter} {
+		<-call.Done()
+		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
+		assert.NotErrorIs(t, call.Err(), mux.ErrNotSent, "a request that may have been written is 'maybe ran'")
+	}
+	for _, call := range queued {
+		<-call.Done()
+		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
+		assert.ErrorIs(t, call.Err(), mux.ErrNotSent, "a request still in the queue was never written")
+	}
+	later := m.Call(context.Background(), "later", nil, nil)
+	assert.ErrorIs(t, later, mux.ErrNotSent)
+	assert.ErrorIs(t, later, mux.ErrClosed)
+}
+
+func TestErrNotSentBeforeSending(t *testing.T) {
+	m, srv := fakeServer(t, transport.Pipe)
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := m.Call(ctx, "x", nil, nil)
+	assert.ErrorIs(t, err, mux.ErrNotSent)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	err = m.Call(context.Background(), "x", make(chan int), nil)
+	assert.ErrorIs(t, err, mux.ErrNotSent, "arguments that do not encode")
+
+	// A call sent before the GOAWAY is answered as the server chooses; one
+	// started after it is not sent.
+	result := make(chan error, 1)
+	go func() { result <- m.Call(context.Background(), "before", nil, nil) }()
+	req := srv.Read()
+	srv.Send(frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{Code: frame.CodeShutdown, Message: "bye"}})
+	srv.Send(frame.Frame{Type: frame.TypeError, XID: req.XID, Err: &frame.RemoteError{Code: frame.CodeShutdown, Message: "bye"}})
+	err = <-result
+	var re *frame.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, frame.CodeShutdown, re.Code, "refused by the server: did not run")
+	err = m.Notify(context.Background(), "after", nil)
+	assert.ErrorIs(t, err, mux.ErrNotSent)
+	assert.ErrorIs(t, err, mux.ErrClosed)
+	assert.ErrorAs(t, err, &re)
+}

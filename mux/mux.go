@@ -9,12 +9,32 @@ import (
 	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/frame"
 	"github.com/muxrpc/muxrpc/internal/core"
 )
+
+// ErrNotSent is wrapped, beside the cause, by the error of a call that
+// failed before any byte of its request was written to the stream: its
+// context had ended, its arguments did not encode or were too large, the
+// Mux was closed or the peer had sent GOAWAY, or the stream died while the
+// request still waited in the send queue. Its handler certainly did not
+// run, so the call is safe to retry, on this Mux or another. A call whose
+// request may have been written never wraps it: if the stream then dies,
+// its error wraps ErrClosed and the cause alone, and the handler may or
+// may not have run.
+var ErrNotSent = errors.New("mux: request not sent")
+
+// notSent marks err as the error of a call whose request was not written.
+func notSent(err error) error { return &notSentError{err} }
+
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string   { return e.err.Error() + " (request not sent)" }
+func (e *notSentError) Unwrap() []error { return []error{ErrNotSent, e.err} }
 
 // ErrClosed is wrapped by the error of every call that fails because the
 // stream is gone: closed by Close, ended by the peer, broken by an I/O
@@ -187,7 +207,7 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 // context.AfterFunc, whose short-lived goroutine, if ctx ends first, only
 // queues the CANCEL and finishes the call.
 func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
-	c := &Call{reply: reply, async: true, done: make(chan struct{})}
+	c := &Call{reply: reply, done: make(chan struct{})} // unbuffered: async
 	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
 		c.err = err
 		close(c.done)
@@ -210,11 +230,11 @@ func (m *Mux) Notify(ctx context.Context, method string, args any) error {
 // registers c under a fresh xid first; on error nothing stays registered.
 func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string, args any) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("mux: call %q: %w", method, err)
+		return notSent(fmt.Errorf("mux: call %q: %w", method, err))
 	}
 	if c.reply != nil {
 		if v := reflect.ValueOf(c.reply); v.Kind() != reflect.Pointer || v.IsNil() {
-			return fmt.Errorf("mux: call %q: the reply must be a non-nil pointer, not %T", method, c.reply)
+			return notSent(fmt.Errorf("mux: call %q: the reply must be a non-nil pointer, not %T", method, c.reply))
 		}
 	}
 	c.method = method
@@ -226,30 +246,30 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		f.Flags |= frame.FlagDeadline
 		f.Budget = time.Until(deadline)
 	}
-	if b, ok := args.([]byte); ok && len(b) >= referMin && typ == frame.TypeRequest && !c.async && ctx.Done() == nil {
+	if b, ok := args.([]byte); ok && len(b) >= referMin && typ == frame.TypeRequest && !c.async() && ctx.Done() == nil {
 		// Nothing can make Call return before the request is written:
 		// the reply comes after it (handle waits for c.sent to be sure of
 		// that), and a stream failure fails calls only once the writer
 		// has exited. So the request may refer to b instead of a copy.
 		f.ReferBytes(b, &c.sent)
 	} else if err := f.EncodePayload(args); err != nil {
-		return fmt.Errorf("mux: call %q: %w", method, err)
+		return notSent(fmt.Errorf("mux: call %q: %w", method, err))
 	}
 	m.mu.Lock()
 	if m.err != nil {
 		err := m.err
 		m.mu.Unlock()
 		f.Release()
-		return err
+		return notSent(err)
 	}
 	if typ == frame.TypeRequest {
 		c.xid = m.pending.add(c)
 		f.XID = c.xid
 	}
 	m.mu.Unlock()
-	err := m.ch.Send(ctx, f) // from here on, the reply may arrive in f
+	err := m.ch.SendTracked(ctx, f, &c.seq) // from here on, the reply may arrive in f
 	if err == nil {
-		if c.async && ctx.Done() != nil {
+		if c.async() && ctx.Done() != nil {
 			m.watch(ctx, c, method)
 		}
 		return nil
@@ -264,7 +284,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		// own error; the caller waits on done as if the send had worked.
 		return nil
 	}
-	return err
+	return notSent(err) // Send failed: f was not queued
 }
 
 // watch arranges for an asynchronous call to be abandoned when ctx ends.
@@ -367,6 +387,9 @@ func (r *replies) Fail(cause error) {
 	for _, c := range pending {
 		c.sent.Wait() // a request that refers to its caller's bytes is let go first
 		c.err = err
+		if m.ch.Unsent(c.seq.Load()) {
+			c.err = notSent(err)
+		}
 		c.finish()
 	}
 }
@@ -387,11 +410,15 @@ type Call struct {
 	method string
 	err    error
 	xid    uint64
-	async  bool           // started by Go: done is closed, reply decoded by finish
-	done   chan struct{}  // Go: closed when finished; Call: receives one token
+	seq    atomic.Uint64  // the request's number in the send queue (channel.Conn.SendTracked)
+	done   chan struct{}  // Go: unbuffered, closed when finished; Call: buffered, receives one token
 	stop   func() bool    // Go: stops the AfterFunc watching ctx
 	sent   sync.WaitGroup // Call: waits for a request that refers to args (referMin)
 }
+
+// async reports whether c was started by Go: its done channel is then
+// closed when it finishes, and finish decodes its reply.
+func (c *Call) async() bool { return cap(c.done) == 0 }
 
 // referMin is the smallest []byte argument that Call sends without copying
 // it, when its context cannot end: below it the copy costs less than the
@@ -410,7 +437,7 @@ func (c *Call) Err() error { return c.err }
 // table. A synchronous caller decodes its own reply; an asynchronous one
 // needs it decoded before Done is closed.
 func (c *Call) finish() {
-	if !c.async {
+	if !c.async() {
 		c.done <- struct{}{}
 		return
 	}
