@@ -343,9 +343,9 @@ type sendWaiter struct {
 	f        *frame.Frame
 	size     int
 	seq      *atomic.Uint64 // see SendTracked; nil for Send
-	ready    chan struct{} // gets one token once signaled
-	signaled bool          // queued, or the Conn has died; set with c.mu held
-	queued   bool          // f was queued (and emptied) for the waiter
+	ready    chan struct{}  // gets one token once signaled
+	signaled bool           // queued, or the Conn has died; set with c.mu held
+	queued   bool           // f was queued (and emptied) for the waiter
 }
 
 var waiterPool = sync.Pool{New: func() any {
