@@ -2,6 +2,7 @@ package demux
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/muxrpc/muxrpc/internal/core"
 )
@@ -85,4 +86,28 @@ func Logger(l *slog.Logger) Option {
 // no limit. A DeMux made with New ignores it.
 func MaxConns(n int) Option {
 	return func(c *core.Config) { c.MaxConns = n }
+}
+
+// Keepalive makes the serving side check that its client is alive: after
+// interval with nothing from the client it sends a PING, and if nothing at
+// all arrives within timeout of that PING leaving (while its own writes
+// make no progress either), the stream ends with an error wrapping
+// channel.ErrUnresponsive and the connection's handlers are canceled.
+// Zero or negative values turn it off. The client must answer PING
+// (PROTOCOL.md), as muxrpc's does. NewServer turns it on with 30 s and
+// 10 s; New leaves it off.
+func Keepalive(interval, timeout time.Duration) Option {
+	return func(c *core.Config) {
+		c.Channel.KeepaliveInterval, c.Channel.KeepaliveTimeout = interval, timeout
+	}
+}
+
+// AuthKey makes the serving side require its client to prove, and prove to
+// it, that both hold key, right after the prefaces and before any request
+// is read (a mutual HMAC-SHA256 challenge, PROTOCOL.md). A client with
+// another key or none is refused: the stream ends with an error wrapping
+// channel.ErrAuth, and no handler runs. An empty key turns authentication
+// off, the default.
+func AuthKey(key []byte) Option {
+	return func(c *core.Config) { c.Channel.AuthKey = key }
 }

@@ -41,7 +41,7 @@ func Start(cmd *exec.Cmd, opts ...Option) (*Mux, error) {
 	if cmd.Stdout != nil {
 		return nil, errors.New("mux: Start: cmd.Stdout is already set")
 	}
-	cfg := core.NewConfig(opts)
+	cfg := core.NewConfig(withDefaults(opts))
 	grace := cfg.GracePeriod
 	if grace <= 0 {
 		grace = core.DefaultGracePeriod

@@ -35,3 +35,42 @@ func Logger(l *slog.Logger) Option {
 func GracePeriod(d time.Duration) Option {
 	return func(c *core.Config) { c.GracePeriod = d }
 }
+
+// Keepalive makes the Mux check that its peer is alive without a call:
+// after interval with nothing from the peer it sends a PING, and if
+// nothing at all arrives within timeout of that PING leaving (while this
+// side's own writes make no progress either), the stream ends: every call
+// waiting fails with an error for which errors.Is(err, ErrClosed) and
+// errors.Is(err, channel.ErrUnresponsive) hold, and Done is closed. A busy
+// peer is not taken for dead: any byte from it is a sign of life, and it
+// answers a PING from its reader, not behind its handlers. Zero or
+// negative values turn keepalive off. The peer must answer PING
+// (PROTOCOL.md), as muxrpc does since keepalive exists.
+//
+// Dial and Start turn it on with DefaultKeepaliveInterval and
+// DefaultKeepaliveTimeout; New leaves it off, as the peer of a plain
+// stream may be a program that does not speak keepalive.
+func Keepalive(interval, timeout time.Duration) Option {
+	return func(c *core.Config) {
+		c.Channel.KeepaliveInterval, c.Channel.KeepaliveTimeout = interval, timeout
+	}
+}
+
+// The keepalive that Dial and Start use unless told otherwise: a PING after
+// 30 s of silence, and 10 s for a sign of life after it, as yamux does.
+const (
+	DefaultKeepaliveInterval = 30 * time.Second
+	DefaultKeepaliveTimeout  = 10 * time.Second
+)
+
+// AuthKey makes the Mux prove to its peer, and require the peer to prove,
+// that both hold key, right after the prefaces and before any call leaves
+// (a mutual HMAC-SHA256 challenge, PROTOCOL.md). If the peer holds another
+// key or none, the stream ends and calls fail with an error for which
+// errors.Is(err, channel.ErrAuth) holds, and ErrNotSent too: no request
+// left. An empty key turns authentication off, the default. Keep the key
+// secret and long (32 random bytes); it does not encrypt the stream: use
+// TLS for that.
+func AuthKey(key []byte) Option {
+	return func(c *core.Config) { c.Channel.AuthKey = key }
+}

@@ -108,6 +108,7 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 		served: make(chan struct{}),
 	}
 	chcfg.HalfClose = cfg.Serve != nil
+	chcfg.Accept = c.acceptType
 	c.ch = channel.New(rwc, chcfg)
 	if cfg.Serve != nil {
 		c.server = cfg.Serve(c, &cfg)
@@ -277,6 +278,15 @@ func (c *Conn) Close() error {
 		<-c.served
 	}
 	return err
+}
+
+// acceptType refuses, before its body is read, a reply to a side that has
+// made no call: no RESPONSE or ERROR can be due to it.
+func (c *Conn) acceptType(t frame.Type) error {
+	if (t == frame.TypeResponse || t == frame.TypeError) && c.caller.Load() == nil {
+		return fmt.Errorf("%w: a %v frame, but this side has made no call", frame.ErrMalformed, t)
+	}
+	return nil
 }
 
 // route runs on the reader goroutine for each frame that arrives.
