@@ -6,7 +6,13 @@ FUZZTIME    ?= 15s
 BENCHTIME   ?= 2s
 BENCHCOUNT  ?= 3
 
-.PHONY: demo test vet fmt-check bench fuzz lint
+# toxiproxy's server, for the fault tests (internal/faulttest), built from
+# the Go module proxy; the tests find it through MUXRPC_TOXIPROXY.
+TOXIPROXY_VERSION ?= v2.12.0
+TOXIPROXY         := $(CURDIR)/.bin/toxiproxy-server
+export MUXRPC_TOXIPROXY := $(TOXIPROXY)
+
+.PHONY: demo test vet fmt-check bench fuzz lint toxiproxy toxiproxy-or-skip
 
 ## demo: run the stress demo (700 callers over an in-process OS pipe)
 demo:
@@ -14,8 +20,9 @@ demo:
 
 ## test: vet, gofmt check, every test under the race detector, once more
 ## without it (allocation and memory budgets only run there), once with
-## released buffers poisoned (a use after release fails), every benchmark once
-test: vet fmt-check
+## released buffers poisoned (a use after release fails), every benchmark once;
+## it builds toxiproxy first, and the fault tests skip if that fails
+test: vet fmt-check toxiproxy-or-skip
 	$(GO) test -race -count=1 -timeout 10m ./...
 	$(GO) test -count=1 -timeout 10m ./...
 	$(GO) test -tags muxrpc_poison -count=1 -timeout 10m ./...
@@ -23,6 +30,20 @@ test: vet fmt-check
 
 vet:
 	$(GO) vet ./...
+
+## toxiproxy: build toxiproxy's server $(TOXIPROXY_VERSION) into .bin/toxiproxy-server (go install, so a rebuild is cached)
+toxiproxy:
+	@mkdir -p $(CURDIR)/.bin/toxiproxy-gobin
+	GOBIN=$(CURDIR)/.bin/toxiproxy-gobin $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	mv $(CURDIR)/.bin/toxiproxy-gobin/server $(TOXIPROXY)
+	@rmdir $(CURDIR)/.bin/toxiproxy-gobin
+
+# toxiproxy-or-skip builds toxiproxy but lets make test go on without it;
+# a binary left from an earlier build is removed, so that no stale version runs.
+toxiproxy-or-skip:
+	@$(MAKE) --no-print-directory toxiproxy || { \
+		rm -rf $(TOXIPROXY) $(CURDIR)/.bin/toxiproxy-gobin; \
+		echo "!!!!!!!! toxiproxy could not be built: the fault tests will skip !!!!!!!!"; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
