@@ -1,6 +1,8 @@
 // Package frame is muxrpc's wire format: the preface each side sends first,
 // the length-prefixed frames that follow it, the error codes they carry and
-// the msgpack payload codec.
+// the msgpack payload codec. Besides the frames of calls it defines those
+// of two options both ends turn on: keepalive (PING and PONG) and
+// authentication (CHALLENGE and PROOF, whose proof [AuthProof] computes).
 //
 // The package does no I/O scheduling and starts no goroutines: a [Writer]
 // turns frames into bytes in a buffer it flushes on demand, and a [Reader]

@@ -68,6 +68,8 @@ func bodySize(f *Frame) int {
 	case TypeError, TypeGoAway:
 		msg, trace := errorStrings(f.Err)
 		return 2 + 4 + len(msg) + 4 + len(trace)
+	case TypeChallenge, TypeProof:
+		return len(f.Payload)
 	}
 	return 0
 }
@@ -123,9 +125,14 @@ func (w *nativeWriter) WritePreface() error {
 
 func (w *nativeWriter) WriteFrame(f *Frame) error {
 	body := bodySize(f)
-	if f.Type == TypeRequest || f.Type == TypeNotify {
+	switch f.Type {
+	case TypeRequest, TypeNotify:
 		if len(f.Method) == 0 || len(f.Method) > MaxMethodLen {
 			return fmt.Errorf("%w: method name of %d bytes", ErrMalformed, len(f.Method))
+		}
+	case TypeChallenge, TypeProof:
+		if err := checkAuthBody(f.Type, len(f.Payload)); err != nil {
+			return err
 		}
 	}
 	if uint64(MinFrameSize+body) > math.MaxUint32 { // the length field would wrap
@@ -165,6 +172,8 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 			hdr = append(hdr, payload...)
 			payload = f.tail
 		}
+	case TypeChallenge, TypeProof:
+		payload = f.Payload
 	}
 	if len(payload) < directWrite {
 		hdr = append(hdr, payload...)
@@ -278,21 +287,25 @@ func (r *nativeReader) ReadFrame(f *Frame) error {
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		return r.readCall(f, body)
-	case TypeResponse:
+	case TypeResponse, TypeChallenge, TypeProof:
 		return r.readPayload(f, body)
 	case TypeError, TypeGoAway:
 		return r.readError(f, body)
 	}
-	return nil // TypeCancel: no body
+	return nil // CANCEL, PING, PONG: no body
 }
 
-// checkHeader applies the rules that depend on the fixed header alone.
+// checkHeader applies the rules that depend on the fixed header alone:
+// the type, the flags, the xid and, for the types whose body has a fixed
+// size, the length.
 func checkHeader(f *Frame, body int) error {
 	allowed := FlagPriorityMask
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		allowed |= FlagDeadline
 	case TypeResponse, TypeError, TypeCancel, TypeGoAway:
+	case TypePing, TypePong, TypeChallenge, TypeProof:
+		allowed = 0
 	default:
 		return fmt.Errorf("%w: unknown frame type %d", ErrMalformed, uint8(f.Type))
 	}
@@ -300,7 +313,8 @@ func checkHeader(f *Frame, body int) error {
 		return fmt.Errorf("%w: %v frame with flags %#02x", ErrMalformed, f.Type, uint8(f.Flags))
 	}
 	switch f.Type {
-	case TypeNotify, TypeGoAway:
+	case TypePing, TypePong: // the xid is opaque
+	case TypeNotify, TypeGoAway, TypeChallenge, TypeProof:
 		if f.XID != 0 {
 			return fmt.Errorf("%w: %v frame with xid %d, want 0", ErrMalformed, f.Type, f.XID)
 		}
@@ -309,8 +323,24 @@ func checkHeader(f *Frame, body int) error {
 			return fmt.Errorf("%w: %v frame with xid 0", ErrMalformed, f.Type)
 		}
 	}
-	if f.Type == TypeCancel && body != 0 {
-		return fmt.Errorf("%w: CANCEL frame with a %d-byte body", ErrMalformed, body)
+	switch f.Type {
+	case TypeCancel, TypePing, TypePong:
+		if body != 0 {
+			return fmt.Errorf("%w: %v frame with a %d-byte body", ErrMalformed, f.Type, body)
+		}
+	case TypeChallenge, TypeProof:
+		return checkAuthBody(f.Type, body)
+	}
+	return nil
+}
+
+// checkAuthBody checks the length of a CHALLENGE's nonce or a PROOF.
+func checkAuthBody(typ Type, n int) error {
+	if typ == TypeChallenge && (n < NonceSize || n > maxNonceSize) {
+		return fmt.Errorf("%w: CHALLENGE with a %d-byte nonce, want %d to %d", ErrMalformed, n, NonceSize, maxNonceSize)
+	}
+	if typ == TypeProof && n != proofSize {
+		return fmt.Errorf("%w: PROOF of %d bytes, want %d", ErrMalformed, n, proofSize)
 	}
 	return nil
 }
