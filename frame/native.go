@@ -365,11 +365,12 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 		return fmt.Errorf("%w: method length %d in a body with %d bytes left", ErrMalformed, mlen, body-fixed)
 	}
 	if mlen > len(r.method) { // too long for the scratch space
-		name := make([]byte, mlen)
-		if err := r.readFull(name); err != nil {
+		buf, err := r.readBody(mlen)
+		if err != nil {
 			return err
 		}
-		f.Method = string(name)
+		f.Method = string(buf.b)
+		putBuffer(buf)
 		return r.readPayload(f, body-fixed-mlen)
 	}
 	name := r.method[:mlen]
@@ -392,13 +393,49 @@ func (r *nativeReader) intern(name []byte) string {
 	return s
 }
 
+// bodyStep is how much the reader allocates for a body ahead of the bytes
+// that have arrived: see readBody.
+const bodyStep = 64 << 10
+
+// readBody reads the next n bytes of the stream into a pooled buffer. When
+// they are all buffered already, or n is at most bodyStep, the buffer has
+// n bytes from the start. Otherwise it starts with bodyStep bytes and
+// doubles each time it fills, up to n: a peer whose length field claims
+// more than it sends makes the reader hold at most twice what arrived, or
+// bodyStep, not what the length field says.
+func (r *nativeReader) readBody(n int) (*buffer, error) {
+	size := n
+	if n > bodyStep && n > r.sr.buffered() {
+		size = bodyStep
+	}
+	buf := getBuffer(size)
+	for have := 0; ; {
+		if err := r.readFull(buf.b[have:]); err != nil {
+			putBuffer(buf)
+			return nil, err
+		}
+		have = len(buf.b)
+		if have == n {
+			return buf, nil
+		}
+		size = min(n, 2*have)
+		if size <= cap(buf.b) {
+			buf.b = buf.b[:size]
+			continue
+		}
+		next := getBuffer(size)
+		copy(next.b, buf.b)
+		putBuffer(buf)
+		buf = next
+	}
+}
+
 func (r *nativeReader) readPayload(f *Frame, n int) error {
 	if n == 0 {
 		return nil
 	}
-	buf := getBuffer(n)
-	if err := r.readFull(buf.b); err != nil {
-		putBuffer(buf)
+	buf, err := r.readBody(n)
+	if err != nil {
 		return err
 	}
 	f.Payload, f.buf = buf.b, buf
@@ -406,11 +443,11 @@ func (r *nativeReader) readPayload(f *Frame, n int) error {
 }
 
 func (r *nativeReader) readError(f *Frame, body int) error {
-	buf := getBuffer(body)
-	defer putBuffer(buf)
-	if err := r.readFull(buf.b); err != nil {
+	buf, err := r.readBody(body)
+	if err != nil {
 		return err
 	}
+	defer putBuffer(buf)
 	e, err := parseError(buf.b)
 	if err != nil {
 		return fmt.Errorf("%w: %v body: %v", ErrMalformed, f.Type, err)
