@@ -207,6 +207,7 @@ type nativeReader struct {
 	sr      *streamReader
 	max     int
 	methods map[string]string
+	accept  func(Type) error // see SetTypeFilter; nil accepts every type
 	// scratch holds a frame's fixed fields while they are parsed, and
 	// method holds a method name while it is looked up; local arrays would
 	// escape through io.ReadFull and cost an allocation.
@@ -216,6 +217,10 @@ type nativeReader struct {
 
 // maxScratchMethod is the longest method name read without an allocation.
 const maxScratchMethod = 256
+
+func (r *nativeReader) SetTypeFilter(accept func(Type) error) {
+	r.accept = accept
+}
 
 func (r *nativeReader) ReadPreface() error {
 	got := r.scratch[:len(Preface)]
@@ -283,6 +288,11 @@ func (r *nativeReader) ReadFrame(f *Frame) error {
 	body := int(n) - MinFrameSize
 	if err := checkHeader(f, body); err != nil {
 		return err
+	}
+	if r.accept != nil {
+		if err := r.accept(f.Type); err != nil {
+			return err
+		}
 	}
 	switch f.Type {
 	case TypeRequest, TypeNotify:
