@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/sha256"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -116,4 +117,67 @@ func TestAuthProofRejects(t *testing.T) {
 	_, err = AuthProof(nil, n, seq(2, NonceSize))
 	assert.Error(t, err, "empty key")
 	assert.NotErrorIs(t, err, ErrMalformed)
+}
+
+// FuzzAuthProof checks AuthProof against refAuthProof, a plain reading of
+// PROTOCOL.md section 18, on any key and nonces: both fail, or both give
+// the same proof; and the two sides' proofs of one exchange differ.
+func FuzzAuthProof(f *testing.F) {
+	f.Add(goldenKey, goldenNonceA, goldenNonceB)
+	f.Add(goldenKey, goldenNonceB, goldenNonceA)
+	f.Add(goldenKey, goldenNonceA, goldenNonceA)
+	f.Add([]byte{}, goldenNonceA, goldenNonceB)
+	f.Add(goldenKey, seq(0, maxNonceSize), append(seq(0, maxNonceSize-1), 0xff))
+	f.Add(goldenKey, seq(0, NonceSize-1), goldenNonceB)
+	f.Add(bytes.Repeat([]byte("k"), 100), seq(1, NonceSize), seq(1, NonceSize+1))
+	f.Fuzz(func(t *testing.T, key, own, peer []byte) {
+		got, err := AuthProof(key, own, peer)
+		want, ok := refAuthProof(key, own, peer)
+		if !ok {
+			require.Error(t, err)
+			if len(key) > 0 {
+				require.ErrorIs(t, err, ErrMalformed)
+			}
+			require.Nil(t, got)
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+		other, err := AuthProof(key, peer, own)
+		require.NoError(t, err)
+		require.False(t, hmac.Equal(got, other), "the two sides' proofs are equal")
+	})
+}
+
+// refAuthProof computes a proof as PROTOCOL.md describes it, byte by byte.
+func refAuthProof(key, own, peer []byte) ([]byte, bool) {
+	if len(key) == 0 || string(own) == string(peer) {
+		return nil, false
+	}
+	for _, n := range [][]byte{own, peer} {
+		if len(n) < 32 || len(n) > 255 {
+			return nil, false
+		}
+	}
+	// The smaller nonce: the first differing byte decides, and a prefix
+	// is smaller than what it starts.
+	ownSmaller := len(own) < len(peer)
+	for i := 0; i < len(own) && i < len(peer); i++ {
+		if own[i] != peer[i] {
+			ownSmaller = own[i] < peer[i]
+			break
+		}
+	}
+	role, a, b := byte(0x42), peer, own
+	if ownSmaller {
+		role, a, b = 0x41, own, peer
+	}
+	msg := []byte{0x6d, 0x75, 0x78, 0x72, 0x70, 0x63, 0x20, 0x61, 0x75, 0x74, 0x68, 0x20, 0x76, 0x31, role}
+	msg = append(msg, byte(len(a)))
+	msg = append(msg, a...)
+	msg = append(msg, byte(len(b)))
+	msg = append(msg, b...)
+	mac := hmac.New(sha256.New, key)
+	mac.Write(msg)
+	return mac.Sum(nil), true
 }

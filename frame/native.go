@@ -42,6 +42,7 @@ func (native) NewReader(r io.Reader, maxFrameSize int) Reader {
 	return &nativeReader{
 		sr:      newStreamReader(r),
 		max:     maxFrameSize,
+		step:    bodyStep,
 		methods: make(map[string]string),
 	}
 }
@@ -206,6 +207,7 @@ func (w *nativeWriter) Flush() error {
 type nativeReader struct {
 	sr      *streamReader
 	max     int
+	step    int // bodyStep; tests make it small to reach the growing path
 	methods map[string]string
 	accept  func(Type) error // see SetTypeFilter; nil accepts every type
 	// scratch holds a frame's fixed fields while they are parsed, and
@@ -415,8 +417,8 @@ const bodyStep = 64 << 10
 // bodyStep, not what the length field says.
 func (r *nativeReader) readBody(n int) (*buffer, error) {
 	size := n
-	if n > bodyStep && n > r.sr.buffered() {
-		size = bodyStep
+	if n > r.step && n > r.sr.buffered() {
+		size = r.step
 	}
 	buf := getBuffer(size)
 	for have := 0; ; {
