@@ -10,7 +10,7 @@ import (
 )
 
 // NonceSize is the length of the nonce muxrpc sends in a CHALLENGE. A
-// receiver accepts nonces of NonceSize to maxNonceSize bytes.
+// receiver accepts nonces of NonceSize to 255 bytes.
 const NonceSize = 32
 
 const (
