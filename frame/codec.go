@@ -29,6 +29,15 @@ type Reader interface {
 	// io.ErrUnexpectedEOF. Invalid frames give errors wrapping ErrMalformed
 	// or ErrTooLarge; after any error the stream is unusable.
 	ReadFrame(f *Frame) error
+	// SetTypeFilter sets the filter of the frames ReadFrame reads from
+	// then on. accept, if not nil, is called with each frame's type as
+	// soon as its header is read, before its body is read or allocated; an
+	// error it returns is returned by ReadFrame (the stream is then
+	// unusable). A frame whose header the codec rejects itself (an unknown
+	// type, bad flags or xid, a length above the limit) fails with
+	// ErrMalformed or ErrTooLarge without a call. A nil accept, the
+	// default, accepts every type.
+	SetTypeFilter(accept func(Type) error)
 }
 
 // Writer encodes frames into a buffer and writes them out on Flush or when

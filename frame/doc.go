@@ -1,11 +1,14 @@
 // Package frame is muxrpc's wire format: the preface each side sends first,
 // the length-prefixed frames that follow it, the error codes they carry and
-// the msgpack payload codec.
+// the msgpack payload codec. Besides the frames of calls it defines those
+// of two options both ends turn on: keepalive (PING and PONG) and
+// authentication (CHALLENGE and PROOF, whose proof [AuthProof] computes).
 //
 // The package does no I/O scheduling and starts no goroutines: a [Writer]
 // turns frames into bytes in a buffer it flushes on demand, and a [Reader]
 // turns the bytes of a stream into frames, checking every length against a
-// limit before allocating. Both hold their large buffers only while data
+// limit before allocating, and allocating for a body only as its bytes
+// arrive. Both hold their large buffers only while data
 // flows, so an idle stream costs little. PROTOCOL.md at the root of the
 // module describes the format byte by byte; the golden frames in
 // testdata/golden pin it.

@@ -1,9 +1,12 @@
 package frame
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,7 +55,7 @@ func readDoc(t *testing.T) string {
 // TestDocWorkedExamples checks that every hex dump in PROTOCOL.md's worked
 // examples is its golden file, comments included.
 func TestDocWorkedExamples(t *testing.T) {
-	examples := docSection(t, readDoc(t), "## 18. Worked examples")
+	examples := docSection(t, readDoc(t), "## 20. Worked examples")
 	re := regexp.MustCompile("(?s)\n### [^\n]*\\(`([a-z_]+\\.hex)`\\)\n.*?```\n(.*?)```")
 	seen := map[string]bool{}
 	for _, m := range re.FindAllStringSubmatch(examples, -1) {
@@ -104,9 +107,11 @@ func TestDocPayloadBombs(t *testing.T) {
 func TestDocNumbers(t *testing.T) {
 	doc := readDoc(t)
 	types := docSection(t, doc, "## 5. Frame types and their bodies")
-	for _, typ := range []Type{TypeRequest, TypeNotify, TypeResponse, TypeError, TypeCancel, TypeGoAway} {
-		assert.Regexp(t, regexp.MustCompile(`(?m)^\| `+string(rune('0'+typ))+` \| `+typ.String()+` \|`), types)
+	for typ := TypeRequest; typ <= TypeProof; typ++ {
+		assert.Regexp(t, regexp.MustCompile(`(?m)^\| `+strconv.Itoa(int(typ))+` \| `+typ.String()+` \|`), types)
 	}
+	assert.Equal(t, "Type(11)", (TypeProof + 1).String(), "PROTOCOL.md says types 11 to 255 are not defined")
+	assert.Contains(t, types, "Types 0 and 11–255 are not defined")
 	codes := docSection(t, doc, "## 8. Error codes")
 	for c := CodeApplication; c <= CodeInternal; c++ {
 		assert.Regexp(t, regexp.MustCompile(`(?m)^\| `+string(rune('0'+c))+` \| `+c.String()+` \|`), codes)
@@ -117,6 +122,9 @@ func TestDocNumbers(t *testing.T) {
 		"nest at most 256 deep (`frame.MaxPayloadDepth`)",
 		"at most 65536 bytes (`frame.MaxMessageLen`)",
 		"method length, 1–65535",
+		"| CHALLENGE nonce | 32 to 255 bytes |",
+		"| PROOF | exactly 32 bytes |",
+		"ASCII `muxrpc auth v1`: `6d 75 78 72 70 63 20 61 75 74 68 20 76 31`",
 	} {
 		assert.True(t, strings.Contains(flat, phrase), "PROTOCOL.md does not say %q", phrase)
 	}
@@ -124,8 +132,35 @@ func TestDocNumbers(t *testing.T) {
 	assert.Equal(t, 256, MaxPayloadDepth)
 	assert.Equal(t, 65536, MaxMessageLen)
 	assert.Equal(t, 65535, MaxMethodLen)
+	assert.Equal(t, 32, NonceSize)
+	assert.Equal(t, 255, maxNonceSize)
+	assert.Equal(t, 32, proofSize)
+	assert.Equal(t, "muxrpc auth v1", authLabel)
 }
 
 func isViolation(err error) bool {
 	return errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge)
+}
+
+// TestDocAuthVector checks the authentication test vector PROTOCOL.md
+// spells out: the message under the PROOF example is what side B
+// authenticates, its HMAC is proof.hex's body, and side A's proof is
+// the one given after it.
+func TestDocAuthVector(t *testing.T) {
+	section := docSection(t, docSection(t, readDoc(t), "## 20. Worked examples"), "### PROOF (`proof.hex`)")
+	blocks := regexp.MustCompile("(?s)```\n(.*?)```").FindAllStringSubmatch(section, -1)
+	require.Len(t, blocks, 2, "the PROOF frame and the message it authenticates")
+	msg, err := parseHex(blocks[1][1])
+	require.NoError(t, err)
+	require.Len(t, msg, 81)
+	mac := hmac.New(sha256.New, goldenKey)
+	mac.Write(msg)
+	assert.Equal(t, goldenProofB, mac.Sum(nil))
+
+	flat := strings.Join(strings.Fields(section), " ")
+	m := regexp.MustCompile("its body is `([0-9a-f ]+)`").FindStringSubmatch(flat)
+	require.NotNil(t, m, "side A's proof")
+	proofA, err := parseHex(m[1])
+	require.NoError(t, err)
+	assert.Equal(t, goldenProofA, proofA)
 }

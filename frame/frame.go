@@ -30,6 +30,20 @@ const (
 	// requests already sent are still answered. Its xid is 0 and its body
 	// says why, encoded like an error.
 	TypeGoAway Type = 6
+	// TypePing asks the peer for a TypePong with the same xid, to learn
+	// that it is still there. It has no body; its xid is any 8 bytes the
+	// sender picks, 0 included. Only a peer that has turned keepalive on
+	// may be sent one (PROTOCOL.md).
+	TypePing Type = 7
+	// TypePong answers the TypePing with the same xid. It has no body.
+	TypePong Type = 8
+	// TypeChallenge opens the authentication: its Payload is the sender's
+	// nonce, NonceSize to 255 bytes (NonceSize when muxrpc sends it). Its
+	// xid is 0.
+	TypeChallenge Type = 9
+	// TypeProof answers the peer's TypeChallenge: its Payload is the
+	// 32-byte proof that [AuthProof] computes. Its xid is 0.
+	TypeProof Type = 10
 )
 
 // String returns the frame type's name, such as "REQUEST".
@@ -47,6 +61,14 @@ func (t Type) String() string {
 		return "CANCEL"
 	case TypeGoAway:
 		return "GOAWAY"
+	case TypePing:
+		return "PING"
+	case TypePong:
+		return "PONG"
+	case TypeChallenge:
+		return "CHALLENGE"
+	case TypeProof:
+		return "PROOF"
 	}
 	return fmt.Sprintf("Type(%d)", uint8(t))
 }
@@ -60,7 +82,8 @@ const (
 	// caller's remaining time budget.
 	FlagDeadline Flags = 1 << 0
 	// FlagPriorityMask covers two bits reserved for request priorities.
-	// Version 1 senders leave them zero and receivers ignore them.
+	// Version 1 senders leave them zero and receivers ignore them, except
+	// on PING, PONG, CHALLENGE and PROOF, whose flags must all be zero.
 	FlagPriorityMask Flags = 3 << 1
 	// FlagMore is reserved for splitting one message over several frames.
 	// Version 1 receivers reject a frame that has it set.
@@ -111,8 +134,9 @@ var (
 type Frame struct {
 	Type  Type
 	Flags Flags
-	// XID ties a response, error or cancel to its request. Requests use
-	// non-zero xids; NOTIFY and GOAWAY carry 0.
+	// XID ties a response, error or cancel to its request, or a PONG to
+	// its PING. Requests use non-zero xids; NOTIFY, GOAWAY, CHALLENGE and
+	// PROOF carry 0.
 	XID uint64
 	// Method names the procedure of a REQUEST or NOTIFY.
 	Method string
@@ -120,7 +144,7 @@ type Frame struct {
 	// meaningful when Flags has FlagDeadline.
 	Budget time.Duration
 	// Payload is the msgpack-encoded argument (REQUEST, NOTIFY) or result
-	// (RESPONSE).
+	// (RESPONSE), the nonce of a CHALLENGE or the proof of a PROOF.
 	Payload []byte
 	// Err is the error of an ERROR frame or the reason of a GOAWAY.
 	Err *RemoteError
@@ -175,7 +199,8 @@ func (f *Frame) KeepPayload(typ Type, xid uint64) {
 	*f = Frame{Type: typ, XID: xid, Payload: f.Payload, buf: f.buf, tail: f.tail, released: f.released}
 }
 
-// String describes the frame for logs, without its payload bytes.
+// String describes the frame for logs, without its payload bytes: a
+// CHALLENGE or PROOF shows only the length of its nonce or proof.
 func (f *Frame) String() string {
 	s := fmt.Sprintf("%v xid=%d", f.Type, f.XID)
 	if f.Method != "" {
@@ -186,6 +211,14 @@ func (f *Frame) String() string {
 	}
 	if f.Err != nil {
 		s += fmt.Sprintf(" err=%q", f.Err.Error())
+	}
+	switch f.Type {
+	case TypePing, TypePong:
+		return s
+	case TypeChallenge:
+		return s + fmt.Sprintf(" nonce=%dB", len(f.Payload))
+	case TypeProof:
+		return s + fmt.Sprintf(" proof=%dB", len(f.Payload))
 	}
 	return s + fmt.Sprintf(" payload=%dB", len(f.Payload)+len(f.tail))
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"runtime/metrics"
 	"sort"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
@@ -36,7 +38,10 @@ func goldenSeeds(f *testing.F) [][]byte {
 // FuzzReadFrame feeds arbitrary bytes to the Native reader. It must not
 // panic, must fail only with the errors ReadFrame documents, and every
 // frame it accepts must encode back to exactly the bytes it was read from
-// and decode again to the same frame.
+// and decode again to the same frame. Read again one byte at a time, with a
+// body buffer that starts at a few bytes and grows, the bytes must give
+// the same frames and the same error; read with a type filter, the same
+// frames up to the first one the filter refuses.
 func FuzzReadFrame(f *testing.F) {
 	golden := goldenSeeds(f)
 	for _, b := range golden {
@@ -48,40 +53,88 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(raw(TypeRequest, FlagDeadline|FlagMore, 1, u64(1), u16(1), []byte("m")))
 	f.Add(raw(TypeRequest, 0, 1, u16(4), []byte("bomb"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff}))
 	f.Add(raw(TypeError, 0, 1, u16(1), u32(math32), u32(0)))
+	f.Add(raw(TypePing, 0, 0))
+	f.Add(raw(TypePing, 0, 1, []byte{0}))
+	f.Add(raw(TypePong, FlagPriorityMask, 1))
+	f.Add(raw(TypeChallenge, 0, 0, seq(0, maxNonceSize)))
+	f.Add(raw(TypeChallenge, 0, 0, seq(0, NonceSize-1)))
+	f.Add(raw(TypeChallenge, 0, 1, seq(0, NonceSize)))
+	f.Add(raw(TypeProof, 0, 0, seq(0, proofSize+1)))
+	f.Add(append(u32(DefaultMaxFrameSize), raw(TypeRequest, 0, 1, u16(8), []byte("Big.Call"))[4:]...))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkPrefaceFuzz(t, data)
 
 		r := Native.NewReader(bytes.NewReader(data), fuzzMaxFrameSize)
-		rest := data
-		for range 64 {
-			var got Frame
-			err := r.ReadFrame(&got)
-			if err != nil {
-				if err != io.EOF && err != io.ErrUnexpectedEOF &&
-					!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
-					t.Fatalf("ReadFrame: unexpected error %v", err)
-				}
-				if err == io.EOF && len(rest) != 0 {
-					t.Fatalf("io.EOF with %d bytes unread", len(rest))
-				}
-				require.Nil(t, got.Payload, "payload handed out with error %v", err)
-				return
-			}
-			n := binary.BigEndian.Uint32(rest)
-			require.LessOrEqual(t, n, uint32(fuzzMaxFrameSize))
-			enc := encode(t, &got)
-			require.Equal(t, rest[:4+n], enc, "re-encoding %v", &got)
-			require.Equal(t, int(n), Native.FrameSize(&got))
-			rest = rest[4+n:]
+		frames, err := readAllFuzz(t, r, data)
 
-			again, err := readOne(enc, fuzzMaxFrameSize)
-			require.NoError(t, err, "reading back %v", &got)
-			require.Equal(t, visible(&got), visible(again))
-			again.Release()
-			got.Release()
+		// One byte at a time, growing the body from a few bytes.
+		r = Native.NewReader(iotest.OneByteReader(bytes.NewReader(data)), fuzzMaxFrameSize)
+		r.(*nativeReader).step = 5
+		pieces, piecesErr := readAllFuzz(t, r, data)
+		require.Equal(t, frames, pieces, "read one byte at a time")
+		require.Equal(t, fmt.Sprint(err), fmt.Sprint(piecesErr), "read one byte at a time")
+
+		// Through a filter that refuses RESPONSE and PING.
+		r = Native.NewReader(bytes.NewReader(data), fuzzMaxFrameSize)
+		r.SetTypeFilter(func(typ Type) error {
+			if typ == TypeResponse || typ == TypePing {
+				return errRefused
+			}
+			return nil
+		})
+		filtered, filterErr := readAllFuzz(t, r, data)
+		require.Equal(t, frames[:len(filtered)], filtered, "read through a filter")
+		if filterErr != errRefused {
+			require.Equal(t, frames, filtered, "read through a filter")
+			require.Equal(t, fmt.Sprint(err), fmt.Sprint(filterErr), "read through a filter")
+			for _, g := range frames {
+				require.NotContains(t, []Type{TypeResponse, TypePing}, g.Type, "the filter let it through")
+			}
+		} else if len(filtered) < len(frames) {
+			require.Contains(t, []Type{TypeResponse, TypePing}, frames[len(filtered)].Type, "refused")
 		}
 	})
+}
+
+// readAllFuzz reads up to 64 frames from r, which reads data, checking
+// each as FuzzReadFrame says, and returns them, released and with their
+// payloads copied, and the error that ended the reading (nil after 64
+// frames).
+func readAllFuzz(t *testing.T, r Reader, data []byte) ([]Frame, error) {
+	frames := []Frame{}
+	rest := data
+	for range 64 {
+		var got Frame
+		err := r.ReadFrame(&got)
+		if err != nil {
+			if err != io.EOF && err != io.ErrUnexpectedEOF && err != errRefused &&
+				!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("ReadFrame: unexpected error %v", err)
+			}
+			if err == io.EOF && len(rest) != 0 {
+				t.Fatalf("io.EOF with %d bytes unread", len(rest))
+			}
+			require.Nil(t, got.Payload, "payload handed out with error %v", err)
+			return frames, err
+		}
+		n := binary.BigEndian.Uint32(rest)
+		require.LessOrEqual(t, n, uint32(fuzzMaxFrameSize))
+		enc := encode(t, &got)
+		require.Equal(t, rest[:4+n], enc, "re-encoding %v", &got)
+		require.Equal(t, int(n), Native.FrameSize(&got))
+		rest = rest[4+n:]
+
+		again, err := readOne(enc, fuzzMaxFrameSize)
+		require.NoError(t, err, "reading back %v", &got)
+		require.Equal(t, visible(&got), visible(again))
+		again.Release()
+		v := visible(&got)
+		v.Payload = bytes.Clone(v.Payload)
+		frames = append(frames, v)
+		got.Release()
+	}
+	return frames, nil
 }
 
 const math32 = 1<<32 - 1

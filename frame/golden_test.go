@@ -72,6 +72,46 @@ var goldenFrames = map[string]goldenCase{
 	"goaway.hex": {
 		frame: Frame{Type: TypeGoAway, Err: &RemoteError{Code: CodeShutdown, Message: "server is shutting down"}},
 	},
+	"ping.hex": {
+		frame: Frame{Type: TypePing, XID: 0x0102030405060708},
+	},
+	"pong.hex": {
+		frame: Frame{Type: TypePong, XID: 0x0102030405060708},
+	},
+	"challenge.hex": {
+		frame: Frame{Type: TypeChallenge, Payload: goldenNonceA},
+	},
+	"proof.hex": {
+		frame: Frame{Type: TypeProof, Payload: goldenProofB},
+	},
+}
+
+// The inputs of the golden authentication, as PROTOCOL.md gives them:
+// the key, the nonce of the side in role A (challenge.hex) and of the side
+// in role B, and the proof each side sends (proof.hex is B's).
+var (
+	goldenKey    = []byte("muxrpc test key")
+	goldenNonceA = seq(0x00, NonceSize)
+	goldenNonceB = seq(0x20, NonceSize)
+	goldenProofA = mustHex("e953020460e6fef9c51cc3781ad7f27ce2856a8bf7b274b2703e4c03ba6293ab")
+	goldenProofB = mustHex("597ee5faea8940c6b3a2265fc4554cbe6bdc2fecfd3b69eac00c8a7ced049d01")
+)
+
+// seq returns n bytes counting up from first.
+func seq(first byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = first + byte(i)
+	}
+	return b
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // parseHex decodes the golden file format described in

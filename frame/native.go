@@ -42,6 +42,7 @@ func (native) NewReader(r io.Reader, maxFrameSize int) Reader {
 	return &nativeReader{
 		sr:      newStreamReader(r),
 		max:     maxFrameSize,
+		step:    bodyStep,
 		methods: make(map[string]string),
 	}
 }
@@ -68,6 +69,8 @@ func bodySize(f *Frame) int {
 	case TypeError, TypeGoAway:
 		msg, trace := errorStrings(f.Err)
 		return 2 + 4 + len(msg) + 4 + len(trace)
+	case TypeChallenge, TypeProof:
+		return len(f.Payload)
 	}
 	return 0
 }
@@ -123,9 +126,14 @@ func (w *nativeWriter) WritePreface() error {
 
 func (w *nativeWriter) WriteFrame(f *Frame) error {
 	body := bodySize(f)
-	if f.Type == TypeRequest || f.Type == TypeNotify {
+	switch f.Type {
+	case TypeRequest, TypeNotify:
 		if len(f.Method) == 0 || len(f.Method) > MaxMethodLen {
 			return fmt.Errorf("%w: method name of %d bytes", ErrMalformed, len(f.Method))
+		}
+	case TypeChallenge, TypeProof:
+		if err := checkAuthBody(f.Type, len(f.Payload)); err != nil {
+			return err
 		}
 	}
 	if uint64(MinFrameSize+body) > math.MaxUint32 { // the length field would wrap
@@ -165,6 +173,8 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 			hdr = append(hdr, payload...)
 			payload = f.tail
 		}
+	case TypeChallenge, TypeProof:
+		payload = f.Payload
 	}
 	if len(payload) < directWrite {
 		hdr = append(hdr, payload...)
@@ -197,7 +207,9 @@ func (w *nativeWriter) Flush() error {
 type nativeReader struct {
 	sr      *streamReader
 	max     int
+	step    int // bodyStep; tests make it small to reach the growing path
 	methods map[string]string
+	accept  func(Type) error // see SetTypeFilter; nil accepts every type
 	// scratch holds a frame's fixed fields while they are parsed, and
 	// method holds a method name while it is looked up; local arrays would
 	// escape through io.ReadFull and cost an allocation.
@@ -207,6 +219,10 @@ type nativeReader struct {
 
 // maxScratchMethod is the longest method name read without an allocation.
 const maxScratchMethod = 256
+
+func (r *nativeReader) SetTypeFilter(accept func(Type) error) {
+	r.accept = accept
+}
 
 func (r *nativeReader) ReadPreface() error {
 	got := r.scratch[:len(Preface)]
@@ -275,24 +291,33 @@ func (r *nativeReader) ReadFrame(f *Frame) error {
 	if err := checkHeader(f, body); err != nil {
 		return err
 	}
+	if r.accept != nil {
+		if err := r.accept(f.Type); err != nil {
+			return err
+		}
+	}
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		return r.readCall(f, body)
-	case TypeResponse:
+	case TypeResponse, TypeChallenge, TypeProof:
 		return r.readPayload(f, body)
 	case TypeError, TypeGoAway:
 		return r.readError(f, body)
 	}
-	return nil // TypeCancel: no body
+	return nil // CANCEL, PING, PONG: no body
 }
 
-// checkHeader applies the rules that depend on the fixed header alone.
+// checkHeader applies the rules that depend on the fixed header alone:
+// the type, the flags, the xid and, for the types whose body has a fixed
+// size, the length.
 func checkHeader(f *Frame, body int) error {
 	allowed := FlagPriorityMask
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		allowed |= FlagDeadline
 	case TypeResponse, TypeError, TypeCancel, TypeGoAway:
+	case TypePing, TypePong, TypeChallenge, TypeProof:
+		allowed = 0
 	default:
 		return fmt.Errorf("%w: unknown frame type %d", ErrMalformed, uint8(f.Type))
 	}
@@ -300,7 +325,8 @@ func checkHeader(f *Frame, body int) error {
 		return fmt.Errorf("%w: %v frame with flags %#02x", ErrMalformed, f.Type, uint8(f.Flags))
 	}
 	switch f.Type {
-	case TypeNotify, TypeGoAway:
+	case TypePing, TypePong: // the xid is opaque
+	case TypeNotify, TypeGoAway, TypeChallenge, TypeProof:
 		if f.XID != 0 {
 			return fmt.Errorf("%w: %v frame with xid %d, want 0", ErrMalformed, f.Type, f.XID)
 		}
@@ -309,8 +335,24 @@ func checkHeader(f *Frame, body int) error {
 			return fmt.Errorf("%w: %v frame with xid 0", ErrMalformed, f.Type)
 		}
 	}
-	if f.Type == TypeCancel && body != 0 {
-		return fmt.Errorf("%w: CANCEL frame with a %d-byte body", ErrMalformed, body)
+	switch f.Type {
+	case TypeCancel, TypePing, TypePong:
+		if body != 0 {
+			return fmt.Errorf("%w: %v frame with a %d-byte body", ErrMalformed, f.Type, body)
+		}
+	case TypeChallenge, TypeProof:
+		return checkAuthBody(f.Type, body)
+	}
+	return nil
+}
+
+// checkAuthBody checks the length of a CHALLENGE's nonce or a PROOF.
+func checkAuthBody(typ Type, n int) error {
+	if typ == TypeChallenge && (n < NonceSize || n > maxNonceSize) {
+		return fmt.Errorf("%w: CHALLENGE with a %d-byte nonce, want %d to %d", ErrMalformed, n, NonceSize, maxNonceSize)
+	}
+	if typ == TypeProof && n != proofSize {
+		return fmt.Errorf("%w: PROOF of %d bytes, want %d", ErrMalformed, n, proofSize)
 	}
 	return nil
 }
@@ -335,11 +377,12 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 		return fmt.Errorf("%w: method length %d in a body with %d bytes left", ErrMalformed, mlen, body-fixed)
 	}
 	if mlen > len(r.method) { // too long for the scratch space
-		name := make([]byte, mlen)
-		if err := r.readFull(name); err != nil {
+		buf, err := r.readBody(mlen)
+		if err != nil {
 			return err
 		}
-		f.Method = string(name)
+		f.Method = string(buf.b)
+		putBuffer(buf)
 		return r.readPayload(f, body-fixed-mlen)
 	}
 	name := r.method[:mlen]
@@ -362,13 +405,49 @@ func (r *nativeReader) intern(name []byte) string {
 	return s
 }
 
+// bodyStep is how much the reader allocates for a body ahead of the bytes
+// that have arrived: see readBody.
+const bodyStep = 64 << 10
+
+// readBody reads the next n bytes of the stream into a pooled buffer. When
+// they are all buffered already, or n is at most bodyStep, the buffer has
+// n bytes from the start. Otherwise it starts with bodyStep bytes and
+// doubles each time it fills, up to n: a peer whose length field claims
+// more than it sends makes the reader hold at most twice what arrived, or
+// bodyStep, not what the length field says.
+func (r *nativeReader) readBody(n int) (*buffer, error) {
+	size := n
+	if n > r.step && n > r.sr.buffered() {
+		size = r.step
+	}
+	buf := getBuffer(size)
+	for have := 0; ; {
+		if err := r.readFull(buf.b[have:]); err != nil {
+			putBuffer(buf)
+			return nil, err
+		}
+		have = len(buf.b)
+		if have == n {
+			return buf, nil
+		}
+		size = min(n, 2*have)
+		if size <= cap(buf.b) {
+			buf.b = buf.b[:size]
+			continue
+		}
+		next := getBuffer(size)
+		copy(next.b, buf.b)
+		putBuffer(buf)
+		buf = next
+	}
+}
+
 func (r *nativeReader) readPayload(f *Frame, n int) error {
 	if n == 0 {
 		return nil
 	}
-	buf := getBuffer(n)
-	if err := r.readFull(buf.b); err != nil {
-		putBuffer(buf)
+	buf, err := r.readBody(n)
+	if err != nil {
 		return err
 	}
 	f.Payload, f.buf = buf.b, buf
@@ -376,11 +455,11 @@ func (r *nativeReader) readPayload(f *Frame, n int) error {
 }
 
 func (r *nativeReader) readError(f *Frame, body int) error {
-	buf := getBuffer(body)
-	defer putBuffer(buf)
-	if err := r.readFull(buf.b); err != nil {
+	buf, err := r.readBody(body)
+	if err != nil {
 		return err
 	}
+	defer putBuffer(buf)
 	e, err := parseError(buf.b)
 	if err != nil {
 		return fmt.Errorf("%w: %v body: %v", ErrMalformed, f.Type, err)

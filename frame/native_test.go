@@ -88,6 +88,12 @@ func roundTripFrames() []*Frame {
 		{Type: TypeCancel, XID: 12},
 		{Type: TypeCancel, Flags: FlagPriorityMask, XID: 12},
 		{Type: TypeGoAway, Err: &RemoteError{Code: CodeShutdown, Message: "bye"}},
+		{Type: TypePing},
+		{Type: TypePing, XID: math.MaxUint64},
+		{Type: TypePong, XID: 42},
+		{Type: TypeChallenge, Payload: seq(1, NonceSize)},
+		{Type: TypeChallenge, Payload: seq(0, maxNonceSize)},
+		{Type: TypeProof, Payload: seq(7, proofSize)},
 	}
 }
 
@@ -217,7 +223,7 @@ func TestReadFrameRejects(t *testing.T) {
 		{"length 2^32-1", u32(math.MaxUint32), ErrTooLarge},
 
 		{"type 0", raw(0, 0, 1), ErrMalformed},
-		{"type 7", raw(7, 0, 1), ErrMalformed},
+		{"type 11", raw(11, 0, 1), ErrMalformed},
 		{"type 255", raw(255, 0, 1), ErrMalformed},
 
 		{"REQUEST with FlagMore", req(FlagMore, 1, u16(1), []byte("m")), ErrMalformed},
@@ -230,6 +236,10 @@ func TestReadFrameRejects(t *testing.T) {
 		{"CANCEL with FlagDeadline", raw(TypeCancel, FlagDeadline, 1), ErrMalformed},
 		{"CANCEL with flag 0x10", raw(TypeCancel, 0x10, 1), ErrMalformed},
 		{"GOAWAY with FlagMore", raw(TypeGoAway, FlagMore, 0, errorBody(8, "", "")), ErrMalformed},
+		{"PING with priority bits", raw(TypePing, 1<<1, 1), ErrMalformed},
+		{"PONG with FlagDeadline", raw(TypePong, FlagDeadline, 1), ErrMalformed},
+		{"CHALLENGE with priority bits", raw(TypeChallenge, 1<<2, 0, seq(0, NonceSize)), ErrMalformed},
+		{"PROOF with FlagMore", raw(TypeProof, FlagMore, 0, seq(0, proofSize)), ErrMalformed},
 
 		{"REQUEST with xid 0", req(0, 0, u16(1), []byte("m")), ErrMalformed},
 		{"RESPONSE with xid 0", raw(TypeResponse, 0, 0), ErrMalformed},
@@ -237,8 +247,18 @@ func TestReadFrameRejects(t *testing.T) {
 		{"CANCEL with xid 0", raw(TypeCancel, 0, 0), ErrMalformed},
 		{"NOTIFY with xid 1", raw(TypeNotify, 0, 1, u16(1), []byte("m")), ErrMalformed},
 		{"GOAWAY with xid 1", raw(TypeGoAway, 0, 1, errorBody(8, "", "")), ErrMalformed},
+		{"CHALLENGE with xid 1", raw(TypeChallenge, 0, 1, seq(0, NonceSize)), ErrMalformed},
+		{"PROOF with xid 1", raw(TypeProof, 0, 1, seq(0, proofSize)), ErrMalformed},
 
 		{"CANCEL with a body", raw(TypeCancel, 0, 1, []byte{0}), ErrMalformed},
+		{"PING with a body", raw(TypePing, 0, 1, []byte{0}), ErrMalformed},
+		{"PONG with a body", raw(TypePong, 0, 1, seq(0, 8)), ErrMalformed},
+		{"CHALLENGE without a nonce", raw(TypeChallenge, 0, 0), ErrMalformed},
+		{"CHALLENGE with a 31-byte nonce", raw(TypeChallenge, 0, 0, seq(0, NonceSize-1)), ErrMalformed},
+		{"CHALLENGE with a 256-byte nonce", raw(TypeChallenge, 0, 0, seq(0, maxNonceSize+1)), ErrMalformed},
+		{"PROOF of 31 bytes", raw(TypeProof, 0, 0, seq(0, proofSize-1)), ErrMalformed},
+		{"PROOF of 33 bytes", raw(TypeProof, 0, 0, seq(0, proofSize+1)), ErrMalformed},
+		{"PROOF without a body", raw(TypeProof, 0, 0), ErrMalformed},
 
 		{"REQUEST without a method length", req(0, 1), ErrMalformed},
 		{"REQUEST with half a method length", req(0, 1, []byte{0}), ErrMalformed},
@@ -295,16 +315,20 @@ func TestReadFrameAccepts(t *testing.T) {
 		{"payload that is not msgpack", raw(TypeResponse, 0, 1, []byte{0xc1, 0xc1}), Frame{Type: TypeResponse, XID: 1, Payload: []byte{0xc1, 0xc1}}},
 		{"unknown error code", raw(TypeError, 0, 1, errorBody(1000, "x", "")), Frame{Type: TypeError, XID: 1, Err: &RemoteError{Code: 1000, Message: "x"}}},
 		{"error code 0", raw(TypeError, 0, 1, errorBody(0, "", "")), Frame{Type: TypeError, XID: 1, Err: &RemoteError{}}},
-		{"frame of exactly the limit", raw(TypeResponse, 0, 1, make([]byte, 64-MinFrameSize)), Frame{Type: TypeResponse, XID: 1, Payload: make([]byte, 64-MinFrameSize)}},
+		{"PING with xid 0", raw(TypePing, 0, 0), Frame{Type: TypePing}},
+		{"PONG with any xid", raw(TypePong, 0, math.MaxUint64), Frame{Type: TypePong, XID: math.MaxUint64}},
+		{"CHALLENGE with a 255-byte nonce", raw(TypeChallenge, 0, 0, seq(0, maxNonceSize)), Frame{Type: TypeChallenge, Payload: seq(0, maxNonceSize)}},
+		{"CHALLENGE with nonce of zeros", raw(TypeChallenge, 0, 0, make([]byte, NonceSize)), Frame{Type: TypeChallenge, Payload: make([]byte, NonceSize)}},
+		{"frame of exactly the limit", raw(TypeResponse, 0, 1, make([]byte, 512-MinFrameSize)), Frame{Type: TypeResponse, XID: 1, Payload: make([]byte, 512-MinFrameSize)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := readOne(c.in, 64)
+			got, err := readOne(c.in, 512)
 			require.NoError(t, err)
 			assertSameFrame(t, &c.want, got)
 		})
 	}
-	_, err := readOne(raw(TypeResponse, 0, 1, make([]byte, 64-MinFrameSize+1)), 64)
+	_, err := readOne(raw(TypeResponse, 0, 1, make([]byte, 512-MinFrameSize+1)), 512)
 	assert.ErrorIs(t, err, ErrTooLarge, "one byte above the limit")
 }
 
@@ -517,15 +541,19 @@ func TestReadPreface(t *testing.T) {
 
 func TestTypeString(t *testing.T) {
 	for typ, want := range map[Type]string{
-		TypeRequest:  "REQUEST",
-		TypeNotify:   "NOTIFY",
-		TypeResponse: "RESPONSE",
-		TypeError:    "ERROR",
-		TypeCancel:   "CANCEL",
-		TypeGoAway:   "GOAWAY",
-		0:            "Type(0)",
-		7:            "Type(7)",
-		255:          "Type(255)",
+		TypeRequest:   "REQUEST",
+		TypeNotify:    "NOTIFY",
+		TypeResponse:  "RESPONSE",
+		TypeError:     "ERROR",
+		TypeCancel:    "CANCEL",
+		TypeGoAway:    "GOAWAY",
+		TypePing:      "PING",
+		TypePong:      "PONG",
+		TypeChallenge: "CHALLENGE",
+		TypeProof:     "PROOF",
+		0:             "Type(0)",
+		11:            "Type(11)",
+		255:           "Type(255)",
 	} {
 		assert.Equal(t, want, typ.String())
 	}
@@ -536,6 +564,28 @@ func TestFrameString(t *testing.T) {
 	assert.Equal(t, `REQUEST xid=3 method="a.b" budget=1s payload=2B`, f.String())
 	f = &Frame{Type: TypeError, XID: 4, Err: &RemoteError{Code: CodeNoMethod, Message: "no"}}
 	assert.Equal(t, `ERROR xid=4 err="remote: NoMethod: no" payload=0B`, f.String())
+	assert.Equal(t, `PING xid=7`, (&Frame{Type: TypePing, XID: 7}).String())
+	assert.Equal(t, `PONG xid=7`, (&Frame{Type: TypePong, XID: 7}).String())
+	assert.Equal(t, `CHALLENGE xid=0 nonce=32B`, (&Frame{Type: TypeChallenge, Payload: seq(0, NonceSize)}).String())
+	assert.Equal(t, `PROOF xid=0 proof=32B`, (&Frame{Type: TypeProof, Payload: seq(0, proofSize)}).String())
+}
+
+// TestWriteAuthBodies checks that the writer refuses a CHALLENGE or PROOF
+// the reader would reject for its length, and writes nothing for it.
+func TestWriteAuthBodies(t *testing.T) {
+	for _, f := range []*Frame{
+		{Type: TypeChallenge},
+		{Type: TypeChallenge, Payload: seq(0, NonceSize-1)},
+		{Type: TypeChallenge, Payload: seq(0, maxNonceSize+1)},
+		{Type: TypeProof, Payload: seq(0, proofSize-1)},
+		{Type: TypeProof, Payload: seq(0, proofSize+1)},
+	} {
+		var buf bytes.Buffer
+		w := Native.NewWriter(&buf)
+		assert.ErrorIs(t, w.WriteFrame(f), ErrMalformed, "%v", f)
+		require.NoError(t, w.Flush())
+		assert.Zero(t, buf.Len())
+	}
 }
 
 func TestFrameRelease(t *testing.T) {

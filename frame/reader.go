@@ -59,6 +59,9 @@ func (s *streamReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// buffered is the number of bytes read from the stream and not yet from s.
+func (s *streamReader) buffered() int { return s.end - s.start }
+
 // resize switches buffers while the buffer is empty, as adapt decided.
 func (s *streamReader) resize() {
 	if s.shrink && s.large != nil {

@@ -1,0 +1,130 @@
+package frame
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"runtime"
+	"testing"
+	"testing/iotest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// stallReader hands out data, then, on the next Read, where a real stream
+// would block, calls stalled and returns errStalled.
+type stallReader struct {
+	data    []byte
+	stalled func()
+}
+
+var errStalled = errors.New("stream stalled")
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		r.stalled()
+		return 0, errStalled
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// drainLargePools empties the pools' classes from 64 KiB up, so that every
+// large buffer the reader takes while the test measures is a new
+// allocation the heap statistics count.
+func drainLargePools() {
+	for k := 16; k <= maxBufferClass; k++ {
+		drainPool(k)
+	}
+}
+
+// allocatedUntilStall returns how many bytes the heap grew by from the
+// start of ReadFrame until the reader asked the stream for bytes that had
+// not arrived.
+func allocatedUntilStall(t *testing.T, data []byte) uint64 {
+	t.Helper()
+	drainLargePools()
+	var before, at runtime.MemStats
+	src := &stallReader{data: data, stalled: func() { runtime.ReadMemStats(&at) }}
+	r := Native.NewReader(src, DefaultMaxFrameSize)
+	var f Frame
+	runtime.ReadMemStats(&before)
+	err := r.ReadFrame(&f)
+	require.ErrorIs(t, err, errStalled)
+	require.Nil(t, f.Payload)
+	return at.TotalAlloc - before.TotalAlloc
+}
+
+// TestReadFrameAllocatesAsBytesArrive sends the header of a 16 MiB frame
+// and only part of its body: what the reader allocates follows what has
+// arrived, not what the length field claims.
+func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
+	const claimed = DefaultMaxFrameSize
+	header := func(typ Type, xid uint64) []byte {
+		return append(u32(claimed), raw(typ, 0, xid)[4:]...)
+	}
+	request := header(TypeRequest, 1)
+	request = append(request, u16(8)...)
+	request = append(request, "Big.Call"...) // 10 bytes of body
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"REQUEST, 10 bytes of body", request},
+		{"REQUEST, 64 KiB of payload", append(bytes.Clone(request), make([]byte, 64<<10)...)},
+		{"REQUEST, 1 MiB of payload", append(bytes.Clone(request), make([]byte, 1<<20)...)},
+		{"REQUEST, 3 MiB + 1 of payload", append(bytes.Clone(request), make([]byte, 3<<20+1)...)},
+		{"REQUEST with a 65535-byte method, 10 bytes of body", append(header(TypeRequest, 1), append(u16(0xffff), "Big.Call"...)...)},
+		{"RESPONSE, 10 bytes of body", append(header(TypeResponse, 1), make([]byte, 10)...)},
+		{"ERROR, 10 bytes of body", append(header(TypeError, 1), errorBody(1, "", "")...)},
+		{"GOAWAY, 1 MiB of body", append(header(TypeGoAway, 0), make([]byte, 1<<20)...)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			arrived := len(c.data) - HeaderSize
+			got := allocatedUntilStall(t, c.data)
+			t.Logf("%d bytes arrived, %d allocated", arrived, got)
+			// Every buffer taken so far, the ones given back on growing
+			// included, comes to less than twice the last, which is at
+			// most twice what has arrived, or 64 KiB; the slack covers a
+			// 64 KiB method name and the race detector's own allocations.
+			limit := uint64(max(4*arrived, bodyStep) + 80<<10)
+			assert.LessOrEqual(t, got, limit, "bytes allocated with %d of %d bytes arrived", arrived, claimed)
+			if arrived <= 64<<10 {
+				assert.Less(t, got, uint64(128<<10), "bytes allocated with %d bytes arrived", arrived)
+			}
+		})
+	}
+}
+
+// TestReadFrameGrowingBody reads large frames whose bodies arrive in
+// pieces of awkward sizes: the growing buffer must put every byte where
+// it belongs.
+func TestReadFrameGrowingBody(t *testing.T) {
+	frames := []*Frame{
+		{Type: TypeResponse, XID: 1, Payload: pattern(bodyStep + 1)},
+		{Type: TypeRequest, XID: 2, Method: "m", Payload: pattern(3*bodyStep + 5)},
+		{Type: TypeResponse, XID: 3, Payload: pattern(1<<20 + 7)},
+		{Type: TypeError, XID: 4, Err: &RemoteError{Code: CodeApplication, Message: string(pattern(MaxMessageLen)), Trace: string(pattern(100))}},
+		{Type: TypeResponse, XID: 5, Payload: pattern(100)},
+	}
+	stream := encode(t, frames...)
+	for name, wrap := range map[string]func(io.Reader) io.Reader{
+		"whole":     func(r io.Reader) io.Reader { return r },
+		"one byte":  iotest.OneByteReader,
+		"half":      iotest.HalfReader,
+		"4093 each": func(r io.Reader) io.Reader { return &chunkReader{b: stream, chunk: 4093} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := Native.NewReader(wrap(bytes.NewReader(stream)), 0)
+			for _, want := range frames {
+				var got Frame
+				require.NoError(t, r.ReadFrame(&got))
+				assertSameFrame(t, want, &got)
+				got.Release()
+			}
+		})
+	}
+}
