@@ -64,19 +64,21 @@ type Config struct {
 	// ErrTimeout. Zero or negative means no bound.
 	HandshakeTimeout time.Duration
 	// FrameTimeout bounds the time a frame may take to arrive once its
-	// first byte has: d plus one second for every FrameRate bytes of its
-	// length, so that a large frame on a slow but moving link arrives while
-	// a peer that starts a frame and stalls (or trickles it) is cut off.
-	// The stream then ends with an error wrapping ErrTimeout. Zero or
-	// negative means no bound.
+	// header has: d, plus one second for every FrameRate bytes of it that
+	// have arrived, so that a large frame on a slow but moving link arrives
+	// while a peer that starts a frame and stalls, or trickles it, is cut
+	// off within about d. The stream then ends with an error wrapping
+	// ErrTimeout. Zero or negative means no bound.
 	FrameTimeout time.Duration
 	// KeepaliveInterval and KeepaliveTimeout turn keepalive on when both
 	// are positive: after KeepaliveInterval without a byte from the peer,
 	// the Conn sends a PING, and if nothing at all arrives within
 	// KeepaliveTimeout of that PING being written (while this side's own
 	// writes make no progress either), the stream ends with an error
-	// wrapping ErrUnresponsive. Only a peer that answers PING (PROTOCOL.md)
-	// may be sent one.
+	// wrapping ErrUnresponsive. The PING may wait in the network behind
+	// what this side wrote since it last heard from the peer, so the
+	// timeout grows by a second for every FrameRate bytes of that. Only a
+	// peer that answers PING (PROTOCOL.md) may be sent one.
 	KeepaliveInterval time.Duration
 	KeepaliveTimeout  time.Duration
 	// AuthKey, when not empty, makes both sides prove they hold the same
@@ -84,6 +86,10 @@ type Config struct {
 	// is sent or accepted. A peer without the key, or with another, ends
 	// the stream with an error wrapping ErrAuth on both sides.
 	AuthKey []byte
+	// Accepted says that this side accepted the stream (a server) rather
+	// than opened it; authentication gives the two sides their roles by
+	// it, so exactly one end of a stream must set it when AuthKey is set.
+	Accepted bool
 	// Accept, if set, is asked about each frame's type as soon as its
 	// header is read, before its body is read or allocated; an error ends
 	// the stream with that error.
@@ -91,7 +97,7 @@ type Config struct {
 }
 
 // FrameRate is the slowest rate, in bytes per second, at which a frame's
-// bytes may arrive beyond Config.FrameTimeout.
+// bytes may keep arriving without running out of Config.FrameTimeout.
 const FrameRate = 64 << 10
 
 // Errors that end a stream.
@@ -118,16 +124,22 @@ type Conn struct {
 	limit     int
 	log       *slog.Logger
 	halfClose bool
+	accept    func(frame.Type) error // Config.Accept
+	auth      *auth                  // nil without an AuthKey
+	authErr   error                  // why auth could not be prepared
+	guard     guard
 
 	wake       chan struct{} // a token means the queue may hold frames
 	done       chan struct{} // closed when the Conn has failed or closed
 	writerDone chan struct{} // closed when the writer has exited
+	watchDone  chan struct{} // closed when the watchdog has exited, or at once without one
 	closed     chan struct{} // closed when rwc.Close has returned and closeErr is set
 
 	mu        sync.Mutex
 	err       error         // the first error; the Conn is dead once set
 	started   bool          // Serve has been called
 	queue     []frame.Frame // frames for the writer, oldest first
+	urgent    []frame.Frame // frames the writer sends before the queue: PING and PONG
 	queued    int           // bytes in queue
 	waiters   []*sendWaiter // Sends waiting for room in queue, oldest first
 	unflushed bool          // frames were queued since the last flush
@@ -153,18 +165,27 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Conn{
+	c := &Conn{
 		rwc:        rwc,
 		codec:      cfg.Codec,
 		max:        cfg.MaxFrameSize,
 		limit:      cfg.QueueBytes,
 		log:        cfg.Logger,
 		halfClose:  cfg.HalfClose,
+		accept:     cfg.Accept,
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		watchDone:  make(chan struct{}),
 		closed:     make(chan struct{}),
 	}
+	c.guard.handshake = max(cfg.HandshakeTimeout, 0)
+	c.guard.frame = max(cfg.FrameTimeout, 0)
+	if cfg.KeepaliveInterval > 0 && cfg.KeepaliveTimeout > 0 {
+		c.guard.interval, c.guard.timeout = cfg.KeepaliveInterval, cfg.KeepaliveTimeout
+	}
+	c.auth, c.authErr = newAuth(cfg.AuthKey, !cfg.Accepted)
+	return c
 }
 
 // MaxFrameSize is the frame size limit in force.
@@ -202,13 +223,29 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 	c.started = true
 	err := c.err
 	c.mu.Unlock()
+	if err == nil && c.authErr != nil {
+		c.fail(c.authErr)
+		err = c.authErr
+	}
 	if err != nil {
 		close(c.writerDone)
+		close(c.watchDone)
 		return err
+	}
+	g := &c.guard
+	var src io.Reader = c.rwc
+	if g.on() {
+		now := time.Now().UnixNano()
+		g.lastRead.Store(now)
+		g.lastWrite.Store(now)
+		src = meteredReader{r: c.rwc, g: g}
+		go c.watch()
+	} else {
+		close(c.watchDone)
 	}
 	go c.writeLoop()
 
-	r := c.codec.NewReader(c.rwc, c.max)
+	r := c.codec.NewReader(src, c.max)
 	err = r.ReadPreface()
 	if err == io.EOF {
 		// No byte came at all: the peer hung up, as PROTOCOL.md says, which
@@ -216,19 +253,84 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 		// right after connecting may not have had its preface written yet.)
 		err = fmt.Errorf("peer closed the stream before its preface: %w", io.EOF)
 	}
+	if c.auth != nil {
+		if err == nil {
+			err = c.authenticate(r)
+		} else {
+			// A peer that hangs up or fails before its preface, while this
+			// side asks for a proof, has not authenticated: a peer without
+			// the key closes the stream on seeing the CHALLENGE.
+			err = fmt.Errorf("%w: the stream ended before the handshake: %w", ErrAuth, err)
+		}
+	}
+	g.handshook.Store(true)
+	r.SetTypeFilter(c.acceptType)
 	var f frame.Frame // reused: handle copies what it keeps
 	for err == nil {
-		if err = r.ReadFrame(&f); err != nil {
+		err = r.ReadFrame(&f)
+		g.endFrame()
+		if err != nil {
 			break
 		}
-		err = handle(&f)
+		switch f.Type {
+		case frame.TypePing: // answered at once, ahead of the queue
+			c.sendUrgent(frame.Frame{Type: frame.TypePong, XID: f.XID})
+		case frame.TypePong: // its arrival is the sign of life
+		default:
+			err = handle(&f)
+		}
 	}
 	if err == io.EOF && c.halfClose && c.Err() == nil {
 		return err // the writer goes on until Close
 	}
+	if c.auth != nil && errors.Is(err, ErrAuth) {
+		c.waitAsked()
+	}
 	c.fail(err)
 	<-c.writerDone
+	<-c.watchDone
 	return c.Err()
+}
+
+// acceptType checks each frame's type once its header has arrived, before
+// its body is read: the frames of keepalive are the Conn's own, those of
+// authentication belong to the handshake only, and the owner's Accept
+// decides about the others.
+func (c *Conn) acceptType(t frame.Type) error {
+	c.guard.startFrame()
+	switch t {
+	case frame.TypePing, frame.TypePong:
+		return nil
+	case frame.TypeChallenge, frame.TypeProof:
+		if c.auth == nil {
+			return fmt.Errorf("%w: the peer sent %v: it asks for authentication, and this side has no AuthKey", ErrAuth, t)
+		}
+		return fmt.Errorf("%w: %v after the handshake", frame.ErrMalformed, t)
+	}
+	if c.accept != nil {
+		return c.accept(t)
+	}
+	return nil
+}
+
+// maxUrgent bounds the frames waiting in the urgent queue: a peer that
+// sends PINGs faster than it reads the PONGs gets fewer PONGs.
+const maxUrgent = 64
+
+// sendUrgent queues f, a PING or a PONG, for the writer ahead of the
+// frames in the queue. It never waits.
+func (c *Conn) sendUrgent(f frame.Frame) {
+	c.mu.Lock()
+	if c.err != nil || len(c.urgent) >= maxUrgent {
+		c.mu.Unlock()
+		return
+	}
+	c.urgent = append(c.urgent, f)
+	c.unflushed = true
+	wake := !c.woken
+	c.woken = true
+	c.mu.Unlock()
+	c.wakeWriter(wake)
 }
 
 // Send queues f for the writer, taking over its payload: f is released
@@ -445,6 +547,7 @@ func (c *Conn) Close() error {
 	c.mu.Unlock()
 	if started {
 		<-c.writerDone
+		<-c.watchDone
 	}
 	return err
 }
@@ -459,7 +562,7 @@ func (c *Conn) fail(err error) {
 	}
 	c.err = err
 	queue := c.queue
-	c.queue, c.queued = nil, 0
+	c.queue, c.queued, c.urgent = nil, 0, nil
 	for _, w := range c.waiters {
 		w.signal(false) // each releases its own frame
 	}
@@ -484,11 +587,18 @@ func (c *Conn) fail(err error) {
 // after every flushEvery frames of a long batch.
 func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
-	w := c.codec.NewWriter(c.rwc)
+	var dst io.Writer = c.rwc
+	if c.guard.keepalive() {
+		dst = meteredWriter{w: c.rwc, g: &c.guard}
+	}
+	w := c.codec.NewWriter(dst)
 	if err := c.flushed(w, w.WritePreface()); err != nil {
 		return
 	}
-	var batch []frame.Frame
+	if c.auth != nil && !c.writeAuth(w) {
+		return
+	}
+	var batch, urgent []frame.Frame
 	for {
 		select {
 		case <-c.wake:
@@ -498,13 +608,18 @@ func (c *Conn) writeLoop() {
 		yielded := false
 		for {
 			c.mu.Lock()
+			urgent, c.urgent = c.urgent, urgent[:0]
 			batch, c.queue = c.queue, batch[:0]
 			c.taken = c.pushed // from here on, any of them may be written
 			c.queued = 0
 			c.woken = false
 			c.admit() // this loop takes the queue again: no token needed
 			c.mu.Unlock()
-			if len(batch) == 0 {
+			if err := c.writeUrgent(w, urgent); err != nil {
+				c.fail(writeError(err))
+				return
+			}
+			if len(batch) == 0 && len(urgent) == 0 {
 				if yielded {
 					break
 				}
@@ -540,6 +655,25 @@ func (c *Conn) writeLoop() {
 	}
 }
 
+// writeUrgent writes the PINGs and PONGs taken from the urgent queue,
+// noting when a PING leaves.
+func (c *Conn) writeUrgent(w frame.Writer, urgent []frame.Frame) error {
+	for i := range urgent {
+		if err := w.WriteFrame(&urgent[i]); err != nil {
+			return err
+		}
+		if urgent[i].Type == frame.TypePing {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			g := &c.guard
+			g.backlog.Store(g.written.Load() - g.writtenAt.Load())
+			g.pingSent.Store(time.Now().UnixNano())
+		}
+	}
+	return nil
+}
+
 // flushed flushes w unless err is already set, fails the Conn on error and
 // otherwise wakes Drain callers if nothing was queued meanwhile.
 func (c *Conn) flushed(w frame.Writer, err error) error {
@@ -551,7 +685,7 @@ func (c *Conn) flushed(w frame.Writer, err error) error {
 		return err
 	}
 	c.mu.Lock()
-	if len(c.queue) == 0 {
+	if len(c.queue) == 0 && len(c.urgent) == 0 {
 		c.unflushed = false
 		for _, ch := range c.drained {
 			close(ch)

@@ -29,6 +29,7 @@ type DeMux struct {
 func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 	cfg := core.NewConfig(opts)
 	Handle(h)(&cfg)
+	cfg.Channel.Accepted = true // the server side of authentication
 	conn := core.New(rwc, cfg)
 	return &DeMux{conn: conn, s: conn.Server().(*serving)}
 }

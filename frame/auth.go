@@ -36,19 +36,25 @@ func NewNonce() ([]byte, error) {
 
 // AuthProof returns the proof that the side whose CHALLENGE carried
 // ownNonce, and which received peerNonce in the peer's CHALLENGE, holds
-// key: the body of the PROOF it sends. The side whose nonce is the smaller
-// one (bytes.Compare) has role 'A', the other 'B', and the proof is
+// key: the body of the PROOF it sends. client tells the side's role: true
+// for the side that opened the stream (role C: the one that dialed,
+// connected or started the other), false for the side that accepted it
+// (role S). The proof is
 //
-//	HMAC-SHA256(key, "muxrpc auth v1" || role of the prover ||
-//	            u8(len(nonceA)) || nonceA || u8(len(nonceB)) || nonceB)
+//	HMAC-SHA256(key, "muxrpc auth v1" || role of the prover ('C' or 'S') ||
+//	            u8(len(nonceC)) || nonceC || u8(len(nonceS)) || nonceS)
 //
-// A side checks the PROOF it receives against AuthProof(key, peerNonce,
-// ownNonce) with hmac.Equal. PROTOCOL.md describes the exchange.
+// where nonceC is the nonce of the side in role C. A side checks the PROOF
+// it receives against AuthProof(key, peerNonce, ownNonce, !client) with
+// hmac.Equal. The roles are fixed by who opened the stream, not chosen by
+// the peer, so no side ever makes a proof in the role it expects from its
+// peer: a peer without the key cannot get one to pass off as its own, on
+// this stream or another. PROTOCOL.md describes the exchange.
 //
 // AuthProof fails with an error wrapping ErrMalformed if the nonces are
 // equal (a peer that sends back this side's own nonce) or either is not
 // NonceSize to 255 bytes long, and with another error if key is empty.
-func AuthProof(key, ownNonce, peerNonce []byte) ([]byte, error) {
+func AuthProof(key, ownNonce, peerNonce []byte, client bool) ([]byte, error) {
 	if len(key) == 0 {
 		return nil, errors.New("frame: empty authentication key")
 	}
@@ -57,22 +63,20 @@ func AuthProof(key, ownNonce, peerNonce []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: nonce of %d bytes, want %d to %d", ErrMalformed, len(n), NonceSize, maxNonceSize)
 		}
 	}
-	role := byte('A')
-	nonceA, nonceB := ownNonce, peerNonce
-	switch bytes.Compare(ownNonce, peerNonce) {
-	case 0:
+	if bytes.Equal(ownNonce, peerNonce) {
 		return nil, fmt.Errorf("%w: nonces are equal", ErrMalformed)
-	case 1:
-		role = 'B'
-		nonceA, nonceB = peerNonce, ownNonce
+	}
+	role, nonceC, nonceS := byte('C'), ownNonce, peerNonce
+	if !client {
+		role, nonceC, nonceS = 'S', peerNonce, ownNonce
 	}
 	mac := hmac.New(sha256.New, key)
-	msg := make([]byte, 0, len(authLabel)+1+1+len(nonceA)+1+len(nonceB))
+	msg := make([]byte, 0, len(authLabel)+1+1+len(nonceC)+1+len(nonceS))
 	msg = append(msg, authLabel...)
-	msg = append(msg, role, byte(len(nonceA)))
-	msg = append(msg, nonceA...)
-	msg = append(msg, byte(len(nonceB)))
-	msg = append(msg, nonceB...)
+	msg = append(msg, role, byte(len(nonceC)))
+	msg = append(msg, nonceC...)
+	msg = append(msg, byte(len(nonceS)))
+	msg = append(msg, nonceS...)
 	mac.Write(msg)
 	return mac.Sum(nil), nil
 }

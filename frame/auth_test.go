@@ -11,23 +11,23 @@ import (
 )
 
 // TestAuthProofGolden checks AuthProof against the vectors PROTOCOL.md
-// gives: proof.hex is what the side in role B sends.
+// gives: proof.hex is what the side in role S sends.
 func TestAuthProofGolden(t *testing.T) {
-	proofB, err := AuthProof(goldenKey, goldenNonceB, goldenNonceA)
+	proofS, err := AuthProof(goldenKey, goldenNonceS, goldenNonceC, false)
 	require.NoError(t, err)
-	assert.Equal(t, goldenProofB, proofB)
+	assert.Equal(t, goldenProofS, proofS)
 	want, err := parseFrameBody(readGolden(t, "proof.hex"))
 	require.NoError(t, err)
-	assert.Equal(t, want, proofB, "the body of proof.hex")
+	assert.Equal(t, want, proofS, "the body of proof.hex")
 
-	proofA, err := AuthProof(goldenKey, goldenNonceA, goldenNonceB)
+	proofC, err := AuthProof(goldenKey, goldenNonceC, goldenNonceS, true)
 	require.NoError(t, err)
-	assert.Equal(t, goldenProofA, proofA)
-	assert.NotEqual(t, proofA, proofB, "the role makes the two proofs differ")
+	assert.Equal(t, goldenProofC, proofC)
+	assert.NotEqual(t, proofC, proofS, "the role makes the two proofs differ")
 
 	nonce, err := parseFrameBody(readGolden(t, "challenge.hex"))
 	require.NoError(t, err)
-	assert.Equal(t, goldenNonceA, nonce, "the body of challenge.hex")
+	assert.Equal(t, goldenNonceC, nonce, "the body of challenge.hex")
 }
 
 // parseFrameBody returns the body of the one frame in b.
@@ -40,99 +40,104 @@ func parseFrameBody(b []byte) ([]byte, error) {
 }
 
 // TestAuthProofVerifies runs the exchange as two sides do: each checks
-// the other's proof by computing it with the nonces swapped.
+// the other's proof by computing it with the nonces and the role swapped.
 func TestAuthProofVerifies(t *testing.T) {
 	key := []byte("a key")
-	n1, err := NewNonce()
+	nc, err := NewNonce()
 	require.NoError(t, err)
-	n2, err := NewNonce()
+	ns, err := NewNonce()
 	require.NoError(t, err)
-	require.Len(t, n1, NonceSize)
-	require.NotEqual(t, n1, n2)
+	require.Len(t, nc, NonceSize)
+	require.NotEqual(t, nc, ns)
 
-	p1, err := AuthProof(key, n1, n2) // side 1 proves
+	pc, err := AuthProof(key, nc, ns, true) // the client proves
 	require.NoError(t, err)
-	p2, err := AuthProof(key, n2, n1) // side 2 proves
+	ps, err := AuthProof(key, ns, nc, false) // the server proves
 	require.NoError(t, err)
-	require.Len(t, p1, proofSize)
+	require.Len(t, pc, proofSize)
 
-	check1, err := AuthProof(key, n1, n2) // side 2 checks side 1's proof
+	checkC, err := AuthProof(key, nc, ns, true) // the server checks the client's proof
 	require.NoError(t, err)
-	assert.True(t, hmac.Equal(check1, p1))
-	check2, err := AuthProof(key, n2, n1)
+	assert.True(t, hmac.Equal(checkC, pc))
+	checkS, err := AuthProof(key, ns, nc, false)
 	require.NoError(t, err)
-	assert.True(t, hmac.Equal(check2, p2))
-	assert.False(t, hmac.Equal(p1, p2), "a side's own proof, sent back, does not pass")
+	assert.True(t, hmac.Equal(checkS, ps))
+	assert.False(t, hmac.Equal(pc, ps), "a side's own proof, sent back, does not pass")
 
-	other, err := AuthProof([]byte("another key"), n1, n2)
+	other, err := AuthProof([]byte("another key"), nc, ns, true)
 	require.NoError(t, err)
-	assert.False(t, hmac.Equal(other, p1), "another key gives another proof")
+	assert.False(t, hmac.Equal(other, pc), "another key gives another proof")
 	n3, err := NewNonce()
 	require.NoError(t, err)
-	replay, err := AuthProof(key, n1, n3)
+	replay, err := AuthProof(key, nc, n3, true)
 	require.NoError(t, err)
-	assert.False(t, hmac.Equal(replay, p1), "a proof is bound to the verifier's nonce")
+	assert.False(t, hmac.Equal(replay, pc), "a proof is bound to the verifier's nonce")
 }
 
-// TestAuthProofOrder checks that the roles follow bytes.Compare, also for
-// nonces of different lengths, and that both nonces' lengths are bound.
-func TestAuthProofOrder(t *testing.T) {
-	key := []byte("k")
-	short := bytes.Repeat([]byte{1}, NonceSize)
-	long := bytes.Repeat([]byte{1}, NonceSize+1) // short is its prefix: short < long
-	p, err := AuthProof(key, short, long)
+// TestAuthProofTwoStreams is the relay a peer without the key would try
+// with two streams to one server: it sends as its nonce on stream 1 the
+// server's nonce of stream 2, and the other way round, and offers on
+// stream 1 the PROOF the server sent on stream 2. The server's proofs are
+// all made in role S, and it expects role C: the relay fails.
+func TestAuthProofTwoStreams(t *testing.T) {
+	key := []byte("the server's key")
+	n1, n2 := seq(1, NonceSize), seq(100, NonceSize) // the server's nonces on streams 1 and 2
+	sent2, err := AuthProof(key, n2, n1, false)      // stream 2: the attacker's nonce is n1
 	require.NoError(t, err)
-	q, err := AuthProof(key, long, short)
+	want1, err := AuthProof(key, n2, n1, true) // stream 1: the attacker's nonce is n2
 	require.NoError(t, err)
-	assert.NotEqual(t, p, q)
+	assert.False(t, hmac.Equal(sent2, want1), "the server's PROOF on one stream passes as the client's on another")
+}
 
-	// Moving a byte from one nonce to the other changes the proof, thanks
-	// to the length bytes.
+// TestAuthProofLengths checks that both nonces' lengths are bound: moving
+// a byte from one nonce to the other changes the proof.
+func TestAuthProofLengths(t *testing.T) {
+	key := []byte("k")
 	a := bytes.Repeat([]byte{1}, NonceSize+1)
 	b := append(bytes.Repeat([]byte{1}, NonceSize), 2)
 	a2 := bytes.Repeat([]byte{1}, NonceSize)
 	b2 := append(bytes.Repeat([]byte{1}, NonceSize+1), 2)
-	x, err := AuthProof(key, a, b)
+	x, err := AuthProof(key, a, b, true)
 	require.NoError(t, err)
-	y, err := AuthProof(key, a2, b2)
+	y, err := AuthProof(key, a2, b2, true)
 	require.NoError(t, err)
 	assert.NotEqual(t, x, y)
 }
 
 func TestAuthProofRejects(t *testing.T) {
 	n := seq(1, NonceSize)
-	_, err := AuthProof([]byte("k"), n, bytes.Clone(n))
+	_, err := AuthProof([]byte("k"), n, bytes.Clone(n), true)
 	assert.ErrorIs(t, err, ErrMalformed)
 	assert.Contains(t, err.Error(), "nonces are equal")
 
 	for _, size := range []int{0, NonceSize - 1, maxNonceSize + 1} {
-		_, err = AuthProof([]byte("k"), make([]byte, size), n)
+		_, err = AuthProof([]byte("k"), make([]byte, size), n, true)
 		assert.ErrorIs(t, err, ErrMalformed, "own nonce of %d bytes", size)
-		_, err = AuthProof([]byte("k"), n, make([]byte, size))
+		_, err = AuthProof([]byte("k"), n, make([]byte, size), false)
 		assert.ErrorIs(t, err, ErrMalformed, "peer nonce of %d bytes", size)
 	}
-	_, err = AuthProof([]byte("k"), make([]byte, maxNonceSize), n)
+	_, err = AuthProof([]byte("k"), make([]byte, maxNonceSize), n, true)
 	assert.NoError(t, err, "a 255-byte nonce")
 
-	_, err = AuthProof(nil, n, seq(2, NonceSize))
+	_, err = AuthProof(nil, n, seq(2, NonceSize), true)
 	assert.Error(t, err, "empty key")
 	assert.NotErrorIs(t, err, ErrMalformed)
 }
 
 // FuzzAuthProof checks AuthProof against refAuthProof, a plain reading of
-// PROTOCOL.md section 18, on any key and nonces: both fail, or both give
-// the same proof; and the two sides' proofs of one exchange differ.
+// PROTOCOL.md section 18, on any key, nonces and role: both fail, or both
+// give the same proof; and the two sides' proofs of one exchange differ.
 func FuzzAuthProof(f *testing.F) {
-	f.Add(goldenKey, goldenNonceA, goldenNonceB)
-	f.Add(goldenKey, goldenNonceB, goldenNonceA)
-	f.Add(goldenKey, goldenNonceA, goldenNonceA)
-	f.Add([]byte{}, goldenNonceA, goldenNonceB)
-	f.Add(goldenKey, seq(0, maxNonceSize), append(seq(0, maxNonceSize-1), 0xff))
-	f.Add(goldenKey, seq(0, NonceSize-1), goldenNonceB)
-	f.Add(bytes.Repeat([]byte("k"), 100), seq(1, NonceSize), seq(1, NonceSize+1))
-	f.Fuzz(func(t *testing.T, key, own, peer []byte) {
-		got, err := AuthProof(key, own, peer)
-		want, ok := refAuthProof(key, own, peer)
+	f.Add(goldenKey, goldenNonceC, goldenNonceS, true)
+	f.Add(goldenKey, goldenNonceS, goldenNonceC, false)
+	f.Add(goldenKey, goldenNonceC, goldenNonceC, true)
+	f.Add([]byte{}, goldenNonceC, goldenNonceS, true)
+	f.Add(goldenKey, seq(0, maxNonceSize), append(seq(0, maxNonceSize-1), 0xff), false)
+	f.Add(goldenKey, seq(0, NonceSize-1), goldenNonceS, true)
+	f.Add(bytes.Repeat([]byte("k"), 100), seq(1, NonceSize), seq(1, NonceSize+1), true)
+	f.Fuzz(func(t *testing.T, key, own, peer []byte, client bool) {
+		got, err := AuthProof(key, own, peer, client)
+		want, ok := refAuthProof(key, own, peer, client)
 		if !ok {
 			require.Error(t, err)
 			if len(key) > 0 {
@@ -143,14 +148,14 @@ func FuzzAuthProof(f *testing.F) {
 		}
 		require.NoError(t, err)
 		require.Equal(t, want, got)
-		other, err := AuthProof(key, peer, own)
+		other, err := AuthProof(key, peer, own, !client)
 		require.NoError(t, err)
 		require.False(t, hmac.Equal(got, other), "the two sides' proofs are equal")
 	})
 }
 
 // refAuthProof computes a proof as PROTOCOL.md describes it, byte by byte.
-func refAuthProof(key, own, peer []byte) ([]byte, bool) {
+func refAuthProof(key, own, peer []byte, client bool) ([]byte, bool) {
 	if len(key) == 0 || string(own) == string(peer) {
 		return nil, false
 	}
@@ -159,24 +164,15 @@ func refAuthProof(key, own, peer []byte) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	// The smaller nonce: the first differing byte decides, and a prefix
-	// is smaller than what it starts.
-	ownSmaller := len(own) < len(peer)
-	for i := 0; i < len(own) && i < len(peer); i++ {
-		if own[i] != peer[i] {
-			ownSmaller = own[i] < peer[i]
-			break
-		}
-	}
-	role, a, b := byte(0x42), peer, own
-	if ownSmaller {
-		role, a, b = 0x41, own, peer
+	role, c, s := byte(0x53), peer, own // 'S'
+	if client {
+		role, c, s = 0x43, own, peer // 'C'
 	}
 	msg := []byte{0x6d, 0x75, 0x78, 0x72, 0x70, 0x63, 0x20, 0x61, 0x75, 0x74, 0x68, 0x20, 0x76, 0x31, role}
-	msg = append(msg, byte(len(a)))
-	msg = append(msg, a...)
-	msg = append(msg, byte(len(b)))
-	msg = append(msg, b...)
+	msg = append(msg, byte(len(c)))
+	msg = append(msg, c...)
+	msg = append(msg, byte(len(s)))
+	msg = append(msg, s...)
 	mac := hmac.New(sha256.New, key)
 	mac.Write(msg)
 	return mac.Sum(nil), true

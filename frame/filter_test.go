@@ -60,8 +60,8 @@ func TestTypeFilterBeforeBody(t *testing.T) {
 // accepts is read as without a filter.
 func TestTypeFilterPhases(t *testing.T) {
 	frames := []*Frame{
-		{Type: TypeChallenge, Payload: goldenNonceA},
-		{Type: TypeProof, Payload: goldenProofB},
+		{Type: TypeChallenge, Payload: goldenNonceC},
+		{Type: TypeProof, Payload: goldenProofS},
 		{Type: TypeRequest, XID: 1, Method: "m", Payload: []byte{0xc0}},
 		{Type: TypePing, XID: 9},
 	}
@@ -105,9 +105,9 @@ func TestTypeFilterNotAskedAboutBadHeaders(t *testing.T) {
 	for name, in := range map[string][]byte{
 		"unknown type":    raw(11, 0, 1),
 		"bad flags":       raw(TypePing, FlagDeadline, 1),
-		"bad xid":         raw(TypeChallenge, 0, 1, goldenNonceA),
+		"bad xid":         raw(TypeChallenge, 0, 1, goldenNonceC),
 		"too large":       u32(DefaultMaxFrameSize + 1),
-		"PROOF too short": raw(TypeProof, 0, 0, goldenProofB[:31]),
+		"PROOF too short": raw(TypeProof, 0, 0, goldenProofS[:31]),
 	} {
 		r := Native.NewReader(bytes.NewReader(in), 0)
 		r.SetTypeFilter(func(Type) error {

@@ -79,22 +79,23 @@ var goldenFrames = map[string]goldenCase{
 		frame: Frame{Type: TypePong, XID: 0x0102030405060708},
 	},
 	"challenge.hex": {
-		frame: Frame{Type: TypeChallenge, Payload: goldenNonceA},
+		frame: Frame{Type: TypeChallenge, Payload: goldenNonceC},
 	},
 	"proof.hex": {
-		frame: Frame{Type: TypeProof, Payload: goldenProofB},
+		frame: Frame{Type: TypeProof, Payload: goldenProofS},
 	},
 }
 
 // The inputs of the golden authentication, as PROTOCOL.md gives them:
-// the key, the nonce of the side in role A (challenge.hex) and of the side
-// in role B, and the proof each side sends (proof.hex is B's).
+// the key, the nonce of the side in role C, which opened the stream
+// (challenge.hex), and of the side in role S, which accepted it, and the
+// proof each side sends (proof.hex is S's).
 var (
 	goldenKey    = []byte("muxrpc test key")
-	goldenNonceA = seq(0x00, NonceSize)
-	goldenNonceB = seq(0x20, NonceSize)
-	goldenProofA = mustHex("e953020460e6fef9c51cc3781ad7f27ce2856a8bf7b274b2703e4c03ba6293ab")
-	goldenProofB = mustHex("597ee5faea8940c6b3a2265fc4554cbe6bdc2fecfd3b69eac00c8a7ced049d01")
+	goldenNonceC = seq(0x00, NonceSize)
+	goldenNonceS = seq(0x20, NonceSize)
+	goldenProofC = mustHex("150e23c6bb45ede726ed1efbeee981cc8aa4c7294db611aa4a271d650e3c102d")
+	goldenProofS = mustHex("f6ca05895614449e2c002849928dbb7864b7a72107031178b52a9c5f5c51272d")
 )
 
 // seq returns n bytes counting up from first.

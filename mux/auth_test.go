@@ -1,0 +1,72 @@
+package mux_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/internal/transport"
+	"github.com/muxrpc/muxrpc/mux"
+)
+
+func TestAuthKey(t *testing.T) {
+	key := []byte("a secret shared by both ends, 32+")
+	other := []byte("another secret, just as long, 32+")
+	cases := []struct {
+		name             string
+		client, server   []byte
+		works            bool
+		clientIs, servIs error
+	}{
+		{name: "same key", client: key, server: key, works: true},
+		{name: "wrong key", client: other, server: key},
+		{name: "client without a key", client: nil, server: key},
+		{name: "server without a key", client: key, server: nil},
+	}
+	for _, kind := range []transport.Kind{transport.Pipe, transport.TCP} {
+		for _, c := range cases {
+			t.Run(string(kind)+"/"+c.name, func(t *testing.T) {
+				cs, ss, err := transport.Pair(kind)
+				require.NoError(t, err)
+				var ran atomic.Int32
+				h := demux.Func(func(_ context.Context, s string) (string, error) {
+					ran.Add(1)
+					return "hi " + s, nil
+				})
+				d := demux.New(ss, h, demux.AuthKey(c.server))
+				served := make(chan error, 1)
+				go func() { served <- d.Serve() }()
+				m := mux.New(cs, mux.AuthKey(c.client))
+				defer func() {
+					m.Close()
+					d.Close()
+				}()
+				var got string
+				err = m.Call(context.Background(), "greet", "you", &got)
+				if c.works {
+					require.NoError(t, err)
+					assert.Equal(t, "hi you", got)
+					return
+				}
+				require.Error(t, err)
+				assert.ErrorIs(t, err, channel.ErrAuth, "the client names the failure")
+				assert.ErrorIs(t, err, mux.ErrClosed)
+				if c.client != nil {
+					// A client with a key holds its requests until the
+					// server has proved it has the key too. One without a
+					// key sends at once: to it, the request may have run.
+					assert.ErrorIs(t, err, mux.ErrNotSent, "no request left before authentication")
+				}
+				serr := await(t, served, "the server did not end the unauthenticated stream")
+				assert.True(t, errors.Is(serr, channel.ErrAuth), "the server names the failure: %v", serr)
+				assert.Zero(t, ran.Load(), "a handler ran for an unauthenticated peer")
+			})
+		}
+	}
+}
