@@ -412,9 +412,11 @@ const bodyStep = 64 << 10
 // readBody reads the next n bytes of the stream into a pooled buffer. When
 // they are all buffered already, or n is at most bodyStep, the buffer has
 // n bytes from the start. Otherwise it starts with bodyStep bytes and
-// doubles each time it fills, up to n: a peer whose length field claims
-// more than it sends makes the reader hold at most twice what arrived, or
-// bodyStep, not what the length field says.
+// grows fourfold each time it fills, up to n: a peer whose length field
+// claims more than it sends makes the reader hold at most four times what
+// arrived, or bodyStep, not what the length field says. (Growing fourfold
+// rather than twofold copies a third as much: a 1 MiB body is copied
+// 320 KiB over instead of 960 KiB.)
 func (r *nativeReader) readBody(n int) (*buffer, error) {
 	size := n
 	if n > r.step && n > r.sr.buffered() {
@@ -430,7 +432,7 @@ func (r *nativeReader) readBody(n int) (*buffer, error) {
 		if have == n {
 			return buf, nil
 		}
-		size = min(n, 2*have)
+		size = min(n, 4*have)
 		if size <= cap(buf.b) {
 			buf.b = buf.b[:size]
 			continue

@@ -19,11 +19,16 @@ import (
 type Muxrpc struct {
 	Workers int
 	Typed   bool
+	// Keepalive turns keepalive on at both ends, with the defaults of
+	// mux.Dial and demux.Server (a PING after 30 s of silence).
+	Keepalive bool
 }
 
 // Name implements System.
 func (m Muxrpc) Name() string {
 	switch {
+	case m.Keepalive:
+		return "muxrpc-keepalive"
 	case m.Workers > 0:
 		return "muxrpc-workers"
 	case m.Typed:
@@ -37,6 +42,9 @@ func (m Muxrpc) Note() string {
 	s := "mux.Mux → demux.DeMux, default options (a goroutine per request)"
 	if m.Workers > 0 {
 		s = fmt.Sprintf("mux.Mux → demux.DeMux with demux.Workers(%d)", m.Workers)
+	}
+	if m.Keepalive {
+		s += ", keepalive on at both ends (30 s, 10 s)"
 	}
 	if m.Typed {
 		s += "; handler demux.Func(func(ctx, b []byte) ([]byte, error)), which decodes the argument into a new []byte"
@@ -59,13 +67,18 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 		}))
 	}
 	var opts []demux.Option
+	var mopts []mux.Option
 	if m.Workers > 0 {
 		opts = append(opts, demux.Workers(m.Workers))
+	}
+	if m.Keepalive {
+		opts = append(opts, demux.Keepalive(mux.DefaultKeepaliveInterval, mux.DefaultKeepaliveTimeout))
+		mopts = append(mopts, mux.Keepalive(mux.DefaultKeepaliveInterval, mux.DefaultKeepaliveTimeout))
 	}
 	d := demux.New(server, router, opts...)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
-	mx := mux.New(client)
+	mx := mux.New(client, mopts...)
 	closer := closerFunc(func() error {
 		errM := mx.Close()
 		errD := d.Close()

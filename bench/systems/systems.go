@@ -41,6 +41,7 @@ func All() []System {
 		Muxrpc{},
 		Muxrpc{Typed: true},
 		Muxrpc{Workers: 64},
+		Muxrpc{Keepalive: true},
 		NetRPC{},
 		GRPC{},
 		Gorpc{},
