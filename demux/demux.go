@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/muxrpc/muxrpc/channel"
-	"github.com/muxrpc/muxrpc/frame"
 	"github.com/muxrpc/muxrpc/internal/core"
 )
 
@@ -34,7 +33,8 @@ func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
 }
 
 // Serve reads and serves requests until the stream ends. It returns nil
-// after Close or Shutdown, and otherwise the reason the stream ended: an
+// after Close or Shutdown, or when IdleTimeout has shut the DeMux down, and
+// otherwise the reason the stream ended: an
 // error wrapping io.EOF when the client closed it, an error wrapping
 // frame.ErrBadPreface for a peer that is not a muxrpc client,
 // frame.ErrMalformed or frame.ErrTooLarge for a protocol violation, or the
@@ -71,19 +71,7 @@ func (d *DeMux) Shutdown(ctx context.Context) error {
 	if !d.conn.Started() { // nothing was read, so nothing is owed
 		return d.Close()
 	}
-	if d.s.drain() {
-		goaway := &frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{
-			Code: frame.CodeShutdown, Message: "server is shutting down",
-		}}
-		d.conn.Channel().Send(ctx, goaway) // if the stream is gone, so is the need to tell
-	}
-	var err error
-	select {
-	case <-d.s.waitIdle():
-		err = d.conn.Channel().Drain(ctx)
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	err := d.s.shutdown(ctx)
 	if closeErr := d.Close(); err == nil {
 		err = closeErr
 	}

@@ -2,6 +2,7 @@ package demux
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/muxrpc/muxrpc/internal/core"
 )
@@ -85,4 +86,20 @@ func Logger(l *slog.Logger) Option {
 // no limit. A DeMux made with New ignores it.
 func MaxConns(n int) Option {
 	return func(c *core.Config) { c.MaxConns = n }
+}
+
+// IdleTimeout shuts down a connection that has had no request for d and
+// has none in flight, as DeMux.Shutdown does: the client is sent a GOAWAY
+// (its new calls fail with an error wrapping mux.ErrClosed and a
+// *frame.RemoteError of code CodeShutdown), and the stream is closed once
+// the GOAWAY is written; Serve then returns nil. A request that crosses the
+// GOAWAY on the wire is not run: it is refused with CodeShutdown, or meets
+// the closed stream. A request running longer than d keeps the
+// connection open; the idle time is counted once it has finished, to a
+// precision of d. Only requests this side serves count: on a Mux that
+// serves (Handle), the Mux's own calls do not keep the connection open, and
+// fail when it closes. Zero or negative, the default for both New and a
+// Server, means no idle timeout.
+func IdleTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.IdleTimeout = d }
 }
