@@ -26,19 +26,33 @@ type DeMux struct {
 // DeMux owns rwc from now on; Close and Shutdown close it. opts may include
 // options of package mux (they are the same type), such as mux.Logger.
 func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
+	return newDeMux(rwc, h, opts)
+}
+
+// newDeMux is New, with options applied after Handle: NewServer's share
+// of its budget.
+func newDeMux(rwc io.ReadWriteCloser, h Handler, opts []Option, after ...Option) *DeMux {
 	cfg := core.NewConfig(opts)
 	Handle(h)(&cfg)
+	for _, o := range after {
+		o(&cfg)
+	}
 	conn := core.New(rwc, cfg)
+	if cfg.TCPUserTimeout > 0 {
+		if err := setTCPUserTimeout(rwc, cfg.TCPUserTimeout); err != nil {
+			conn.Logger().Debug("muxrpc could not set TCP_USER_TIMEOUT", "err", err)
+		}
+	}
 	return &DeMux{conn: conn, s: conn.Server().(*serving)}
 }
 
 // Serve reads and serves requests until the stream ends. It returns nil
 // after Close or Shutdown, or when IdleTimeout has shut the DeMux down, and
-// otherwise the reason the stream ended: an
-// error wrapping io.EOF when the client closed it, an error wrapping
-// frame.ErrBadPreface for a peer that is not a muxrpc client,
-// frame.ErrMalformed or frame.ErrTooLarge for a protocol violation, or the
-// I/O error.
+// otherwise the reason the stream ended: an error wrapping io.EOF when the
+// client closed it, an error wrapping frame.ErrBadPreface for a peer that
+// is not a muxrpc client, frame.ErrMalformed or frame.ErrTooLarge for a
+// protocol violation, channel.ErrTimeout for a client too slow over its
+// preface or a frame (HandshakeTimeout, FrameTimeout), or the I/O error.
 //
 // When the client stops sending but can still read (it closed only its
 // writing side, as TCP's CloseWrite does, or as a parent does by closing a

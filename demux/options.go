@@ -88,6 +88,28 @@ func MaxConns(n int) Option {
 	return func(c *core.Config) { c.MaxConns = n }
 }
 
+// HandshakeTimeout bounds the time a connection may take, from the start of
+// Serve, until the client's preface (and its authentication, when the
+// connection has an AuthKey) has fully arrived; a client that sends
+// nothing, or half a preface, is disconnected when it passes. Zero or
+// negative means no bound. A Server's default is 10 seconds (NewServer
+// applies HandshakeTimeout(10*time.Second) before the options it is given,
+// so theirs win); New's default is no bound.
+func HandshakeTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.HandshakeTimeout = d }
+}
+
+// FrameTimeout bounds the time a frame may take to arrive once its first
+// byte has: d, plus one second for every channel.FrameRate bytes of the
+// frame's length, so a large request on a slow but moving link arrives
+// while a client that starts a frame and stalls, or trickles it, is
+// disconnected. It does not bound the time between frames: an idle
+// connection is IdleTimeout's concern. Zero or negative means no bound. A
+// Server's default is 30 seconds; New's default is no bound.
+func FrameTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.FrameTimeout = d }
+}
+
 // IdleTimeout shuts down a connection that has had no request for d and
 // has none in flight, as DeMux.Shutdown does: the client is sent a GOAWAY
 // (its new calls fail with an error wrapping mux.ErrClosed and a
@@ -102,4 +124,34 @@ func MaxConns(n int) Option {
 // Server, means no idle timeout.
 func IdleTimeout(d time.Duration) Option {
 	return func(c *core.Config) { c.IdleTimeout = d }
+}
+
+// TCPUserTimeout sets TCP_USER_TIMEOUT, on Linux, on a connection that is a
+// *net.TCPConn, or that wraps one and returns it from a NetConn method as
+// *tls.Conn does: written data that the peer has not acknowledged within d
+// fails the connection, so a peer that vanished without a word (unplugged,
+// powered off, behind a NAT that forgot it) is given up in d instead of
+// the system's retransmission limit, about 15 minutes. It does not bound a
+// peer that acknowledges but sends nothing. On other systems, and for other
+// streams, it does nothing; a failure to set it is logged at debug level.
+// Zero or negative leaves the system's default. A Server's default is 30
+// seconds; New's default leaves the system's.
+func TCPUserTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.TCPUserTimeout = d }
+}
+
+// Defaults that NewServer applies before the options it is given.
+const (
+	serverHandshakeTimeout = 10 * time.Second
+	serverFrameTimeout     = 30 * time.Second
+	serverTCPUserTimeout   = 30 * time.Second
+)
+
+// serverDefaults are the options NewServer applies before the user's.
+func serverDefaults() []Option {
+	return []Option{
+		HandshakeTimeout(serverHandshakeTimeout),
+		FrameTimeout(serverFrameTimeout),
+		TCPUserTimeout(serverTCPUserTimeout),
+	}
 }

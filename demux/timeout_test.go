@@ -2,7 +2,11 @@ package demux_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -105,4 +109,67 @@ func TestIdleTimeoutSparesABusyConnection(t *testing.T) {
 	recv(t, m.Done(), "the end of the connection once quiet")
 	assert.GreaterOrEqual(t, time.Since(quiet), idle)
 	requireGoneAway(t, callEcho(m, "after"))
+}
+
+// waitGoroutines waits until at most n goroutines run, failing the test
+// with a dump of them if that takes longer than the bound. There is no
+// event to wait on: goroutines exit just after what a test can see.
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines %v later, want at most %d:\n%s",
+				runtime.NumGoroutine(), bound, n, buf[:runtime.Stack(buf, true)])
+		}
+		<-tick.C
+	}
+}
+
+func TestHandshakeTimeoutDisconnectsClientsThatSayNothing(t *testing.T) {
+	// Needs channel to enforce Config.HandshakeTimeout.
+	const (
+		timeout = 200 * time.Millisecond
+		each    = 50
+		slack   = 5 // goroutines of the runtime and of other tests, coming and going
+	)
+	s := demux.NewServer(echo(), demux.HandshakeTimeout(timeout))
+	ln := listen(t, "tcp")
+	startServer(t, s, ln)
+	hello(t, dial(t, ln.Addr()), "a client that speaks") // the Server is serving
+	before := runtime.NumGoroutine()
+
+	start := time.Now()
+	conns := make([]net.Conn, 2*each)
+	for i := range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		if i >= each {
+			_, err := c.Write(frame.Preface[:len(frame.Preface)/2])
+			require.NoError(t, err)
+		}
+		conns[i] = c
+	}
+	for i, c := range conns {
+		what := "a client that sent nothing"
+		if i >= each {
+			what = "a client that sent half a preface"
+		}
+		require.NoError(t, c.SetReadDeadline(start.Add(bound)))
+		_, err := io.Copy(io.Discard, c) // the server's preface, then the end
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("connection %d, %s, still open %v after it was made, with a HandshakeTimeout of %v",
+				i, what, time.Since(start), timeout)
+		}
+		c.Close()
+	}
+	elapsed := time.Since(start)
+	t.Logf("%d connections closed in %v", len(conns), elapsed)
+	assert.GreaterOrEqual(t, elapsed, timeout, "closed before the HandshakeTimeout")
+	waitGoroutines(t, before+slack)
 }
