@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 
 	"github.com/muxrpc/muxrpc/channel"
-	"github.com/muxrpc/muxrpc/frame"
 	"github.com/muxrpc/muxrpc/internal/core"
+	"github.com/muxrpc/muxrpc/internal/sockopt"
 )
 
 // ErrServing is returned by a second call to Serve.
@@ -27,19 +28,32 @@ type DeMux struct {
 // DeMux owns rwc from now on; Close and Shutdown close it. opts may include
 // options of package mux (they are the same type), such as mux.Logger.
 func New(rwc io.ReadWriteCloser, h Handler, opts ...Option) *DeMux {
+	return newDeMux(rwc, h, opts)
+}
+
+// newDeMux is New, with options applied after Handle: NewServer's share
+// of its budget.
+func newDeMux(rwc io.ReadWriteCloser, h Handler, opts []Option, after ...Option) *DeMux {
 	cfg := core.NewConfig(opts)
 	Handle(h)(&cfg)
 	cfg.Channel.Accepted = true // the server side of authentication
+	for _, o := range after {
+		o(&cfg)
+	}
 	conn := core.New(rwc, cfg)
+	if nc, ok := rwc.(net.Conn); ok && cfg.TCPUserTimeout > 0 {
+		sockopt.SetUserTimeout(nc, cfg.TCPUserTimeout)
+	}
 	return &DeMux{conn: conn, s: conn.Server().(*serving)}
 }
 
 // Serve reads and serves requests until the stream ends. It returns nil
-// after Close or Shutdown, and otherwise the reason the stream ended: an
-// error wrapping io.EOF when the client closed it, an error wrapping
-// frame.ErrBadPreface for a peer that is not a muxrpc client,
-// frame.ErrMalformed or frame.ErrTooLarge for a protocol violation, or the
-// I/O error.
+// after Close or Shutdown, or when IdleTimeout has shut the DeMux down, and
+// otherwise the reason the stream ended: an error wrapping io.EOF when the
+// client closed it, an error wrapping frame.ErrBadPreface for a peer that
+// is not a muxrpc client, frame.ErrMalformed or frame.ErrTooLarge for a
+// protocol violation, channel.ErrTimeout for a client too slow over its
+// preface or a frame (HandshakeTimeout, FrameTimeout), or the I/O error.
 //
 // When the client stops sending but can still read (it closed only its
 // writing side, as TCP's CloseWrite does, or as a parent does by closing a
@@ -72,19 +86,7 @@ func (d *DeMux) Shutdown(ctx context.Context) error {
 	if !d.conn.Started() { // nothing was read, so nothing is owed
 		return d.Close()
 	}
-	if d.s.drain() {
-		goaway := &frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{
-			Code: frame.CodeShutdown, Message: "server is shutting down",
-		}}
-		d.conn.Channel().Send(ctx, goaway) // if the stream is gone, so is the need to tell
-	}
-	var err error
-	select {
-	case <-d.s.waitIdle():
-		err = d.conn.Channel().Drain(ctx)
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	err := d.s.shutdown(ctx)
 	if closeErr := d.Close(); err == nil {
 		err = closeErr
 	}

@@ -111,3 +111,76 @@ func Keepalive(interval, timeout time.Duration) Option {
 func AuthKey(key []byte) Option {
 	return func(c *core.Config) { c.Channel.AuthKey = key }
 }
+
+// HandshakeTimeout bounds the time a connection may take, from the start of
+// Serve, until the client's preface (and its authentication, when the
+// connection has an AuthKey) has fully arrived; a client that sends
+// nothing, or half a preface, is disconnected when it passes. Zero or
+// negative means no bound. A Server's default is 10 seconds (NewServer
+// applies HandshakeTimeout(10*time.Second) before the options it is given,
+// so theirs win); New's default is no bound.
+func HandshakeTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.HandshakeTimeout = d }
+}
+
+// FrameTimeout bounds the time a frame may take to arrive once its header
+// has: d, plus one second for every channel.FrameRate bytes of it that have
+// arrived, so a large request on a slow but moving link arrives while a
+// client that starts a frame and stalls, or trickles it, is disconnected
+// within about d. It does not bound the time between frames: an idle
+// connection is IdleTimeout's concern. Zero or negative means no bound. A
+// Server's default is 30 seconds; New's default is no bound.
+func FrameTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.FrameTimeout = d }
+}
+
+// IdleTimeout shuts down a connection that has had no request for d and
+// has none in flight, as DeMux.Shutdown does: the client is sent a GOAWAY
+// (its new calls fail with an error wrapping mux.ErrClosed and a
+// *frame.RemoteError of code CodeShutdown), and the stream is closed once
+// the GOAWAY is written; Serve then returns nil. A request that crosses the
+// GOAWAY on the wire is not run: it is refused with CodeShutdown, or meets
+// the closed stream. A request running longer than d keeps the
+// connection open; the idle time is counted once it has finished, to a
+// precision of d. Only requests this side serves count: on a Mux that
+// serves (Handle), the Mux's own calls do not keep the connection open, and
+// fail when it closes. Zero or negative, the default for both New and a
+// Server, means no idle timeout.
+func IdleTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.IdleTimeout = d }
+}
+
+// TCPUserTimeout sets TCP_USER_TIMEOUT, on Linux, on a connection that is a
+// *net.TCPConn, or that wraps one and returns it from a NetConn method as
+// *tls.Conn does: written data that the peer has not acknowledged within d
+// fails the connection, so a peer that vanished without a word (unplugged,
+// powered off, behind a NAT that forgot it) is given up in d instead of
+// the system's retransmission limit, about 15 minutes. It does not bound a
+// peer that acknowledges but sends nothing. On other systems, and for other
+// streams, it does nothing.
+// Zero or negative leaves the system's default. A Server's default is 30
+// seconds; New's default leaves the system's.
+func TCPUserTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.TCPUserTimeout = d }
+}
+
+// Defaults that NewServer applies before the options it is given.
+const (
+	serverHandshakeTimeout = 10 * time.Second
+	serverFrameTimeout     = 30 * time.Second
+	serverTCPUserTimeout   = 30 * time.Second
+	// The keepalive of mux.Dial: a PING after 30 s of silence, 10 s to
+	// answer, as yamux does.
+	serverKeepaliveInterval = 30 * time.Second
+	serverKeepaliveTimeout  = 10 * time.Second
+)
+
+// serverDefaults are the options NewServer applies before the user's.
+func serverDefaults() []Option {
+	return []Option{
+		HandshakeTimeout(serverHandshakeTimeout),
+		FrameTimeout(serverFrameTimeout),
+		TCPUserTimeout(serverTCPUserTimeout),
+		Keepalive(serverKeepaliveInterval, serverKeepaliveTimeout),
+	}
+}

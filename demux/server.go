@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -22,7 +21,7 @@ var ErrServerClosed = errors.New("demux: Server closed")
 // use. Make one with NewServer; the zero Server is not usable.
 type Server struct {
 	handler  Handler
-	opts     []Option
+	opts     []Option // the defaults, then NewServer's options
 	maxConns int
 	log      *slog.Logger
 
@@ -42,7 +41,15 @@ type Server struct {
 // options tune every connection alike; MaxConns bounds how many are served
 // at once, and Logger also receives the Server's own debug records about
 // failed accepts and refused connections.
+//
+// A Server is meant to face clients it does not trust, so it bounds by
+// default what New leaves open: NewServer applies
+//
+//	HandshakeTimeout(10*time.Second), FrameTimeout(30*time.Second), TCPUserTimeout(30*time.Second)
+//
+// before opts, which may change them (zero turns each off).
 func NewServer(h Handler, opts ...Option) *Server {
+	opts = append(serverDefaults(), opts...)
 	cfg := core.NewConfig(opts)
 	log := cfg.Channel.Logger
 	if log == nil {
@@ -50,7 +57,7 @@ func NewServer(h Handler, opts ...Option) *Server {
 	}
 	return &Server{
 		handler:   h,
-		opts:      slices.Clone(opts),
+		opts:      opts, // a new slice: append copied the caller's
 		maxConns:  cfg.MaxConns,
 		log:       log,
 		done:      make(chan struct{}),
@@ -126,7 +133,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		conn.Close()
 		return true
 	}
-	d := New(conn, s.handler, s.opts...)
+	d := newDeMux(conn, s.handler, s.opts)
 	s.conns[d] = struct{}{}
 	s.wg.Add(1) // before done is closed, which is before any Wait
 	s.mu.Unlock()

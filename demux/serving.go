@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/muxrpc/muxrpc/channel"
@@ -50,6 +51,13 @@ type serving struct {
 	policy  policy
 	limit   int // MaxInFlight
 
+	// The idle timeout: Accept stamps lastRequest, without taking a lock or
+	// touching a timer, and idleTimer, when it fires, shuts the half down
+	// or re-arms itself for the rest of the wait (see idleCheck).
+	idleAfter   time.Duration // IdleTimeout; zero: none
+	epoch       time.Time     // what lastRequest counts from, on the monotonic clock
+	lastRequest atomic.Int64  // nanoseconds from epoch to the last Accept; written by the reader
+
 	base   context.Context // for sends; canceled when the serving half stops
 	cancel context.CancelFunc
 	next   chan bool     // true wakes a parked runner, false tells it to exit
@@ -69,6 +77,8 @@ type serving struct {
 	searching int                   // runners woken to look at queue, not there yet; guarded by mu
 	parked    int                   // runners owed one receive from next; guarded by mu
 	minIdle   int                   // the fewest parked since the last reap; guarded by mu
+	idleTimer *time.Timer           // nil unless idleAfter is set and Start was called; guarded by mu
+	wasBusy   bool                  // idleTimer last found requests in flight; guarded by mu
 }
 
 // servingState is where the serving half is in its life.
@@ -113,17 +123,31 @@ func newServing(conn *core.Conn, h Handler, cfg *core.Config) *serving {
 		active:   make(map[uint64]*request),
 		notifies: make(map[*request]struct{}),
 	}
+	if cfg.IdleTimeout > 0 {
+		s.idleAfter = cfg.IdleTimeout
+		s.epoch = time.Now()
+	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
-// Start starts the reaper, if the policy reaps idle runners.
+// Start starts the reaper, if the policy reaps idle runners, and the idle
+// timer, if there is an idle timeout.
 func (s *serving) Start() {
 	if s.policy.reap {
 		s.wg.Add(1)
 		go s.reap()
 	}
+	if s.idleAfter > 0 {
+		s.lastRequest.Store(s.now())
+		s.mu.Lock()
+		s.idleTimer = time.AfterFunc(s.idleAfter, s.idleCheck)
+		s.mu.Unlock()
+	}
 }
+
+// now is the time since epoch, on the monotonic clock.
+func (s *serving) now() int64 { return int64(time.Since(s.epoch)) }
 
 // request is a Request with what the serving half needs to run and answer
 // it. Requests are pooled; their contexts are not, as a handler may keep
@@ -142,6 +166,9 @@ var requestPool = sync.Pool{New: func() any { return new(request) }}
 // never waits: the reader goes on reading, so that replies to this side's
 // own calls keep arriving however busy its handlers are.
 func (s *serving) Accept(f *frame.Frame) error {
+	if s.idleAfter > 0 {
+		s.lastRequest.Store(s.now())
+	}
 	r := requestPool.Get().(*request)
 	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
 	r.f = *f
@@ -240,6 +267,19 @@ func (s *serving) Busy() bool {
 	return s.running > 0
 }
 
+// shutdown shuts the half down gracefully, as DeMux.Shutdown documents,
+// short of closing the stream, which its caller does: it tells the peer to
+// send no new requests (GOAWAY), refuses those that come anyway with
+// CodeShutdown, and waits until every request accepted so far has been
+// answered and the replies written. It returns early with ctx's error if
+// ctx ends first, and with the stream's error if the stream dies first.
+func (s *serving) shutdown(ctx context.Context) error {
+	if s.drain() {
+		s.goAway(ctx, "server is shutting down")
+	}
+	return s.settle(ctx)
+}
+
 // drain refuses new requests with CodeShutdown from now on and reports
 // whether this is the first call.
 func (s *serving) drain() bool {
@@ -250,6 +290,69 @@ func (s *serving) drain() bool {
 	}
 	s.state = servingDraining
 	return true
+}
+
+// goAway sends the peer a GOAWAY with CodeShutdown and message; if the
+// stream is gone, so is the need to tell.
+func (s *serving) goAway(ctx context.Context, message string) {
+	s.ch.Send(ctx, &frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{
+		Code: frame.CodeShutdown, Message: message,
+	}})
+}
+
+// settle waits until no request is queued, held or running and every
+// frame queued so far has been written, or until ctx ends or the stream
+// dies.
+func (s *serving) settle(ctx context.Context) error {
+	select {
+	case <-s.waitIdle():
+		return s.ch.Drain(ctx)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// idleCheck runs when the idle timer fires. If a request is in flight, or
+// one has arrived within idleAfter, it re-arms the timer: for idleAfter in
+// the first case, as the request may go on for any time, and for the rest
+// of idleAfter since that arrival in the second. The first time it finds
+// the half idle after finding it busy, it waits idleAfter again, as the
+// half became idle at some time it does not know. Otherwise the half has
+// had no request for idleAfter and none is in flight: it shuts down, as
+// shutdown does, and closes the stream, so that the connection ends.
+//
+// The timer runs idleCheck on a goroutine of its own. One that shuts down
+// joins wg first, while the half is open, which is before Stop and so
+// before Wait; one that finds the half no longer open does nothing and
+// does not re-arm the timer, which Wait has stopped or will stop.
+func (s *serving) idleCheck() {
+	s.mu.Lock()
+	if s.state != servingOpen { // shut down or stopped: nothing to watch
+		s.mu.Unlock()
+		return
+	}
+	next := s.idleAfter
+	quiet := time.Duration(s.now() - s.lastRequest.Load())
+	switch {
+	case s.running > 0:
+		s.wasBusy = true
+	case s.wasBusy:
+		s.wasBusy = false
+	case quiet < s.idleAfter:
+		next = s.idleAfter - quiet
+	default:
+		s.state = servingDraining // as drain does, but together with the checks above
+		s.wg.Add(1)
+		s.mu.Unlock()
+		defer s.wg.Done()
+		// s.base ends at Stop, so none of this outlives the connection.
+		s.goAway(s.base, fmt.Sprintf("server is shutting down: connection idle for %v", s.idleAfter))
+		s.settle(s.base)
+		s.ch.Close() // the reader ends, and with it the connection
+		return
+	}
+	s.idleTimer.Reset(next)
+	s.mu.Unlock()
 }
 
 // waitIdle returns a channel closed once no request is queued, held or
@@ -294,10 +397,14 @@ func (s *serving) Stop() {
 	}
 }
 
-// Wait drops the held requests, which no reply can answer now, tells the
-// parked runners to exit and waits for every goroutine of the half.
+// Wait stops the idle timer, drops the held requests, which no reply can
+// answer now, tells the parked runners to exit and waits for every
+// goroutine of the half.
 func (s *serving) Wait() {
 	s.mu.Lock()
+	if s.idleTimer != nil {
+		s.idleTimer.Stop() // not re-armed: the half is no longer open
+	}
 	parked := s.parked
 	s.parked, s.minIdle = 0, 0
 	var held []*request

@@ -25,6 +25,12 @@ type Config struct {
 	// MaxConns bounds the connections a demux.Server serves at once; zero
 	// or negative means no bound.
 	MaxConns int
+	// IdleTimeout, if positive, shuts down a serving connection that has
+	// had no request for that long and has none in flight (demux.IdleTimeout).
+	IdleTimeout time.Duration
+	// TCPUserTimeout, if positive, is set as TCP_USER_TIMEOUT on a TCP
+	// stream that a DeMux serves (demux.TCPUserTimeout).
+	TCPUserTimeout time.Duration
 }
 
 // DefaultGracePeriod is the wait for a child process to exit after its
