@@ -2,6 +2,7 @@ package mux_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"syscall"
 	"testing"
@@ -107,4 +108,35 @@ func TestKeepaliveFindsAFrozenChild(t *testing.T) {
 	if err != nil && !errors.As(err, &exit) {
 		t.Fatalf("Close: %v", err)
 	}
+}
+func TestHandshakeTimeout(t *testing.T) {
+	// A peer that connects and sends nothing is cut off.
+	c, s, err := transport.Pair(transport.TCP)
+	require.NoError(t, err)
+	defer c.Close()
+	d := demux.New(s, echoRouter(), demux.HandshakeTimeout(100*time.Millisecond))
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	defer d.Close()
+	err = await(t, served, "the server waited for ever for a preface")
+	assert.ErrorIs(t, err, channel.ErrTimeout)
+}
+
+func TestFrameTimeout(t *testing.T) {
+	// A peer that starts a 16 MiB frame and stalls is cut off, and the
+	// reader has not allocated what the length claims.
+	c, s, err := transport.Pair(transport.TCP)
+	require.NoError(t, err)
+	defer c.Close()
+	d := demux.New(s, echoRouter(), demux.FrameTimeout(100*time.Millisecond))
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	defer d.Close()
+	peer := rpctest.NewRaw(t, c)
+	peer.Preface()
+	head := binary.BigEndian.AppendUint32(nil, frame.DefaultMaxFrameSize)
+	head = append(head, byte(frame.TypeRequest), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 'e', 'c', 'h', 'o', 1, 2, 3)
+	peer.Write(head)
+	err = await(t, served, "the server waited for ever for the rest of a frame")
+	assert.ErrorIs(t, err, channel.ErrTimeout)
 }
