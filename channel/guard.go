@@ -133,7 +133,13 @@ func (c *Conn) check(now, start time.Time) error {
 		}
 		return nil
 	}
-	if !g.pingQueued.Load() && now.Sub(time.Unix(0, lastRead)) > g.interval {
+	// A PING goes out when the peer has been quiet for the interval, and
+	// also when this side has: then the peer, which may be waiting for a
+	// sign of life behind a large transfer it sends, hears from this side
+	// at least once an interval.
+	quietIn := now.Sub(time.Unix(0, lastRead)) > g.interval
+	quietOut := now.Sub(time.Unix(0, g.lastWrite.Load())) > g.interval
+	if !g.pingQueued.Load() && (quietIn || quietOut) {
 		g.pingQueued.Store(true)
 		c.sendUrgent(frame.Frame{Type: frame.TypePing, XID: uint64(now.UnixNano())})
 	}
