@@ -13,6 +13,13 @@
 // in in the order they came, so a large frame is not starved by small ones
 // that keep taking the room it waits for.
 //
+// A Conn also guards its stream, as its [Config] says: a watchdog
+// goroutine ends it when the peer's preface or a started frame is overdue
+// ([ErrTimeout]) or when, with keepalive on, the peer leaves a PING
+// unanswered ([ErrUnresponsive]); the reader answers the peer's PINGs
+// itself, ahead of the queued frames. With an AuthKey, both sides prove
+// they hold the key before any other frame passes ([ErrAuth]).
+//
 // [Pipe] makes a connected pair of streams over OS pipes, the simplest
 // transport to run a Mux and a DeMux over in one process. Across a parent
 // and its child, the parent calls mux.Start, which runs the child with
