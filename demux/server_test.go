@@ -181,12 +181,24 @@ func TestServerOverTLS(t *testing.T) {
 		if cert != nil {
 			cfg.Certificates = []tls.Certificate{*cert}
 		}
-		conn, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+		m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.TLS(cfg))
 		require.NoError(t, err)
-		m := mux.New(conn)
 		t.Cleanup(func() { m.Close() })
 		return m
 	}
+
+	t.Run("a server whose certificate does not verify fails Dial", func(t *testing.T) {
+		s := demux.NewServer(echo())
+		ln := listen(t, "tcp")
+		startServer(t, s, tls.NewListener(ln, &tls.Config{
+			Certificates: []tls.Certificate{serverCert},
+			MinVersion:   tls.VersionTLS13,
+		}))
+		_, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.TLS(&tls.Config{MinVersion: tls.VersionTLS13}))
+		var unknown x509.UnknownAuthorityError
+		require.ErrorAs(t, err, &unknown)
+		assert.Contains(t, err.Error(), "TLS handshake")
+	})
 
 	t.Run("server certificate", func(t *testing.T) {
 		s := demux.NewServer(echo())

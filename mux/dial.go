@@ -2,9 +2,11 @@ package mux
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 
+	"github.com/muxrpc/muxrpc/internal/core"
 	"github.com/muxrpc/muxrpc/internal/sockopt"
 )
 
@@ -29,7 +31,31 @@ func Dial(ctx context.Context, network, address string, opts ...Option) (*Mux, e
 		return nil, fmt.Errorf("mux: dial %q: %w", address, err)
 	}
 	sockopt.SetUserTimeout(conn, DefaultKeepaliveInterval+DefaultKeepaliveTimeout)
-	return New(conn, withDefaults(opts)...), nil
+	opts = withDefaults(opts)
+	if cfg := core.NewConfig(opts); cfg.TLS != nil {
+		tlsCfg := cfg.TLS
+		if tlsCfg.ServerName == "" { // as tls.Dial does: the name dialed
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.ServerName, _, _ = net.SplitHostPort(address)
+		}
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("mux: dial %q: TLS handshake: %w", address, err)
+		}
+		conn = tc
+	}
+	return New(conn, opts...), nil
+}
+
+// TLS makes Dial run TLS over the connection it dials, as a client with
+// cfg, and complete the handshake (within Dial's ctx) before it returns:
+// a server whose certificate does not verify fails Dial. cfg is used as
+// tls.Client uses it; set ServerName if the address is not the name in
+// the certificate, and Certificates to present a client certificate.
+// New and Start ignore it: give New a *tls.Conn instead.
+func TLS(cfg *tls.Config) Option {
+	return func(c *core.Config) { c.TLS = cfg }
 }
 
 // withDefaults puts the keepalive that Dial and Start use before opts, so

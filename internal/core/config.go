@@ -1,6 +1,7 @@
 package core
 
 import (
+	"crypto/tls"
 	"time"
 
 	"github.com/muxrpc/muxrpc/channel"
@@ -22,6 +23,9 @@ type Config struct {
 	// exit once its stdin is closed before it kills it; zero or negative
 	// means DefaultGracePeriod.
 	GracePeriod time.Duration
+	// TLS, if set, makes mux.Dial run TLS over the connection it dials,
+	// as a client with this configuration.
+	TLS *tls.Config
 	// MaxConns bounds the connections a demux.Server serves at once; zero
 	// or negative means no bound.
 	MaxConns int
