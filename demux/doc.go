@@ -35,6 +35,17 @@
 // chain of nested calls back and forth that arrives at one side more than
 // n times waits until its contexts end.
 //
+// A [Server] faces clients it may not trust, so its defaults bound what a
+// client can hold without sending requests or while sending them slowly:
+// [HandshakeTimeout] (10 s) and [FrameTimeout] (30 s) disconnect a client
+// that stalls before its preface or in the middle of a frame,
+// [TCPUserTimeout] (30 s) gives up on a peer that vanished while data was
+// owed to it, and [MaxServerInFlight] and [MaxServerHeld] bound the
+// requests of all connections together, as MaxInFlight does for one.
+// [IdleTimeout] (off by default) shuts down a connection that has had no
+// request for a while. A DeMux made with New has none of these unless they
+// are given.
+//
 // When the client stops sending but can still read (TCP's CloseWrite, a
 // parent closing a child's stdin), the requests already read are answered
 // before Serve returns an error wrapping io.EOF.

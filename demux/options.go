@@ -150,6 +150,36 @@ func IdleTimeout(d time.Duration) Option {
 	return func(c *core.Config) { c.IdleTimeout = d }
 }
 
+// Defaults of the server-wide bounds.
+const (
+	defaultMaxServerInFlight = 16 * DefaultMaxInFlight
+	defaultMaxServerHeld     = 64 << 20
+)
+
+// MaxServerInFlight bounds the requests, notifications included, that all
+// of a Server's connections together have accepted and not yet finished:
+// queued, running, or held past a connection's MaxInFlight. A request that
+// arrives past the bound is refused at once with CodeOverloaded, with a
+// message that names MaxServerInFlight (a notification is dropped), as
+// MaxInFlight's held requests are; the connection goes on serving. n <= 0
+// means the default, 16 × DefaultMaxInFlight (16384). A DeMux made with New
+// has no server-wide bound and ignores it.
+func MaxServerInFlight(n int) Option {
+	return func(c *core.Config) { c.MaxServerInFlight = n }
+}
+
+// MaxServerHeld bounds the bytes of requests (payloads and method names,
+// as for MaxInFlight) that all of a Server's connections together hold past
+// their MaxInFlight. A request that would take them past the bound is
+// refused at once with CodeOverloaded, with a message that names
+// MaxServerHeld (a notification is dropped); a single request of any size
+// is held when none is. Each connection also holds at most 1 MiB of its
+// own. bytes <= 0 means the default, 64 MiB. A DeMux made with New ignores
+// it.
+func MaxServerHeld(bytes int) Option {
+	return func(c *core.Config) { c.MaxServerHeld = bytes }
+}
+
 // TCPUserTimeout sets TCP_USER_TIMEOUT, on Linux, on a connection that is a
 // *net.TCPConn, or that wraps one and returns it from a NetConn method as
 // *tls.Conn does: written data that the peer has not acknowledged within d

@@ -23,6 +23,7 @@ type Server struct {
 	handler  Handler
 	opts     []Option // the defaults, then NewServer's options
 	maxConns int
+	budget   *budget // shared by every connection
 	log      *slog.Logger
 
 	// wg counts the goroutines that serve connections, one per entry of
@@ -39,8 +40,9 @@ type Server struct {
 // NewServer returns a Server that serves h on every connection it
 // accepts. Each connection gets a DeMux made by New with opts, so the
 // options tune every connection alike; MaxConns bounds how many are served
-// at once, and Logger also receives the Server's own debug records about
-// failed accepts and refused connections.
+// at once, MaxServerInFlight and MaxServerHeld bound the requests of all of
+// them together, and Logger also receives the Server's own debug records
+// about failed accepts and refused connections.
 //
 // A Server is meant to face clients it does not trust, so it bounds by
 // default what New leaves open: NewServer applies
@@ -59,6 +61,7 @@ func NewServer(h Handler, opts ...Option) *Server {
 		handler:   h,
 		opts:      opts, // a new slice: append copied the caller's
 		maxConns:  cfg.MaxConns,
+		budget:    newBudget(&cfg),
 		log:       log,
 		done:      make(chan struct{}),
 		listeners: make(map[*onceCloseListener]struct{}),
@@ -133,7 +136,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		conn.Close()
 		return true
 	}
-	d := newDeMux(conn, s.handler, s.opts)
+	d := newDeMux(conn, s.handler, s.opts, withBudget(s.budget))
 	s.conns[d] = struct{}{}
 	s.wg.Add(1) // before done is closed, which is before any Wait
 	s.mu.Unlock()

@@ -49,7 +49,8 @@ type serving struct {
 	handler Handler
 	log     *slog.Logger
 	policy  policy
-	limit   int // MaxInFlight
+	limit   int     // MaxInFlight
+	budget  *budget // shared with the other connections of a Server; nil for New
 
 	// The idle timeout: Accept stamps lastRequest, without taking a lock or
 	// touching a timer, and idleTimer, when it fires, shuts the half down
@@ -162,8 +163,8 @@ var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 // Accept takes a request off the stream and queues it for a runner, holds
 // it while MaxInFlight requests are queued or running, or refuses it with
-// CodeOverloaded when the held requests would weigh more than maxHeld. It
-// never waits: the reader goes on reading, so that replies to this side's
+// CodeOverloaded when the held requests would weigh more than maxHeld or
+// the Server's budget, if any, has no room for it. It never waits: the reader goes on reading, so that replies to this side's
 // own calls keep arriving however busy its handlers are.
 func (s *serving) Accept(f *frame.Frame) error {
 	if s.idleAfter > 0 {
@@ -183,13 +184,17 @@ func (s *serving) Accept(f *frame.Frame) error {
 			return err
 		}
 	}
+	hold := s.running >= s.limit
 	var refusal *frame.RemoteError
 	switch {
 	case s.state == servingDraining:
 		refusal = &frame.RemoteError{Code: frame.CodeShutdown, Message: "server is shutting down"}
-	case s.running >= s.limit && s.heldSize > 0 && s.heldSize+weight(r) > maxHeld:
+	case hold && s.heldSize > 0 && s.heldSize+weight(r) > maxHeld:
 		refusal = &frame.RemoteError{Code: frame.CodeOverloaded, Message: fmt.Sprintf(
-			"server is overloaded: %d requests in flight and %d bytes of requests waiting", s.running, s.heldSize)}
+			"server is overloaded: %d requests in flight and %d bytes of requests waiting on this connection (MaxInFlight %d)",
+			s.running, s.heldSize, s.limit)}
+	case s.budget != nil:
+		refusal = s.budget.take(hold, weight(r)) // nil, having counted r, if there is room
 	}
 	if refusal != nil {
 		s.mu.Unlock()
@@ -207,7 +212,7 @@ func (s *serving) Accept(f *frame.Frame) error {
 		// AfterFunc callbacks: safe under the lock.
 		r.ctx.cancel(canceled)
 	}
-	if s.running >= s.limit {
+	if hold {
 		// Held, and queued once a request retires; the reader reads on,
 		// so that it sees the stream end even while every handler waits.
 		s.held.push(r)
@@ -437,6 +442,9 @@ func (s *serving) unhold() {
 func (s *serving) popHeld() *request {
 	r := s.held.pop()
 	s.heldSize -= weight(r)
+	if s.budget != nil {
+		s.budget.unhold(weight(r))
+	}
 	return r
 }
 
@@ -635,13 +643,16 @@ func (s *serving) reply(r *request, err error) {
 	}
 }
 
-// unbook takes r out of the books that CANCEL and Stop look in. s.mu is
-// held.
+// unbook takes r out of the books that CANCEL and Stop look in, and gives
+// back its share of the Server's budget. s.mu is held.
 func (s *serving) unbook(r *request) {
 	if r.XID != 0 {
 		delete(s.active, r.XID)
 	} else {
 		delete(s.notifies, r)
+	}
+	if s.budget != nil {
+		s.budget.done()
 	}
 }
 

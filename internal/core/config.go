@@ -32,6 +32,11 @@ type Config struct {
 	// IdleTimeout, if positive, shuts down a serving connection that has
 	// had no request for that long and has none in flight (demux.IdleTimeout).
 	IdleTimeout time.Duration
+	// MaxServerInFlight and MaxServerHeld bound the requests of all of a
+	// demux.Server's connections together; zero or negative means
+	// demux's defaults. Only NewServer reads them.
+	MaxServerInFlight int
+	MaxServerHeld     int
 	// TCPUserTimeout, if positive, is set as TCP_USER_TIMEOUT on a TCP
 	// stream that a DeMux serves (demux.TCPUserTimeout).
 	TCPUserTimeout time.Duration
