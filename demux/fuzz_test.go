@@ -23,12 +23,6 @@ func FuzzServe(f *testing.F) {
 	f.Add(rpctest.Frames(frame.Frame{Type: frame.TypeRequest, XID: 4, Method: "echo", Flags: frame.FlagDeadline, Budget: 1, Payload: []byte{0x90}}))
 	f.Add([]byte{0, 0, 0, 10, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
-	r := demux.NewRouter()
-	r.Handle("echo", demux.Func(func(_ context.Context, v any) (any, error) { return v, nil }))
-	r.Handle("park", demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}))
 	// Each input is served twice: by a worker pool and by runners taking
 	// requests from the DeMux's queue.
 	modes := [][]demux.Option{
@@ -37,16 +31,29 @@ func FuzzServe(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, opts := range modes {
-			serveStream(t, r, opts, data)
+			serveStream(t, opts, data)
 		}
 	})
 }
 
 // serveStream serves data, after a client's preface, with a DeMux made
 // with opts, and returns once Serve has returned and the DeMux is closed.
-func serveStream(t *testing.T, h demux.Handler, opts []demux.Option, data []byte) {
-	// Two OS pipes by hand, so that the client can close only its writing
-	// end: the server then reads everything, then EOF.
+// The client closes only its writing end and reads every reply, as a
+// half-closed client does: the server reads everything, then EOF, then
+// finishes what it accepted. Its "park" handlers wait until the client
+// has sent everything, or for their contexts.
+func serveStream(t *testing.T, opts []demux.Option, data []byte) {
+	sent := make(chan struct{})
+	r := demux.NewRouter()
+	r.Handle("echo", demux.Func(func(_ context.Context, v any) (any, error) { return v, nil }))
+	r.Handle("park", demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+		select {
+		case <-sent:
+			return "released", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}))
 	toServer, fromClient, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -56,19 +63,22 @@ func serveStream(t *testing.T, h demux.Handler, opts []demux.Option, data []byte
 		t.Fatal(err)
 	}
 	server := &pipeEnd{Reader: toServer, Writer: fromServer, files: []*os.File{toServer, fromServer}}
-	d := demux.New(server, h, opts...)
+	d := demux.New(server, r, opts...)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
+	drained := make(chan struct{})
+	go func() { // read the replies so that the server's writes never block
+		io.Copy(io.Discard, toClient)
+		close(drained)
+	}()
 	fromClient.Write(frame.Preface[:])
 	fromClient.Write(data)
-	// The client hangs up whole: the server reads everything, then EOF,
-	// and its writes fail, so handlers parked on their contexts are
-	// canceled. (A client that closed only its writing end would be owed
-	// the replies of parked handlers, and wait for them.)
 	fromClient.Close()
-	toClient.Close()
-	<-served
+	close(sent)
+	<-served // EOF, or the first violation, ends it
 	d.Close()
+	<-drained
+	toClient.Close()
 }
 
 // pipeEnd is one side of a stream made of two OS pipes.
