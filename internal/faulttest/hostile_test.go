@@ -1,10 +1,12 @@
 package faulttest
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,3 +96,89 @@ func waitGoroutines(t *testing.T, want int) {
 		runtime.Gosched()
 	}
 }
+
+// TestClientsThatNeverReadAreBoundedServerWide: 8 clients each send 40
+// requests and never read, and every handler stays stuck: what they hold
+// is bounded per connection (MaxInFlight) and, across connections, by
+// MaxServerInFlight. The server runs exactly that many handlers, refuses
+// the rest with CodeOverloaded (replies nobody reads), and its goroutines
+// never exceed the bound plus a few per connection.
+func TestClientsThatNeverReadAreBoundedServerWide(t *testing.T) {
+	const (
+		conns       = 8
+		perConn     = 40 // fewer than MaxInFlight: none is held
+		serverBound = 200
+	)
+	var started atomic.Int32
+	r := demux.NewRouter()
+	r.Handle("big", demux.Func(func(ctx context.Context, _ int) ([]byte, error) {
+		started.Add(1)
+		<-ctx.Done() // a handler stuck as long as the connection lasts
+		return nil, ctx.Err()
+	}))
+	s := demux.NewServer(r, demux.MaxInFlight(64), demux.MaxServerInFlight(serverBound))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	defer func() {
+		s.Close()
+		<-served
+	}()
+	goroutines := runtime.NumGoroutine()
+	var heap runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&heap)
+	before := heap.HeapAlloc
+
+	var stream []byte
+	stream = append(stream, frame.Preface[:]...)
+	w := frame.Native.NewWriter(writerFunc(func(p []byte) (int, error) {
+		stream = append(stream, p...)
+		return len(p), nil
+	}))
+	for i := range perConn {
+		f := frame.Frame{Type: frame.TypeRequest, XID: uint64(i + 1), Method: "big", Payload: []byte{0x01}}
+		if err := w.WriteFrame(&f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range conns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(4 << 10) // and never read
+		go c.Write(stream)                      // blocks once the server stops reading; ends when c closes
+	}
+	// Handlers start until the server-wide bound is reached; wait for
+	// that, bounded.
+	deadline := time.Now().Add(10 * time.Second)
+	for started.Load() < serverBound { // 320 requests for 200 places
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d handlers started", started.Load())
+		}
+		runtime.Gosched()
+	}
+	added := runtime.NumGoroutine() - goroutines - conns // the writers above are the test's
+	runtime.GC()
+	runtime.ReadMemStats(&heap)
+	t.Logf("%d clients that never read: %d handlers ran, %d goroutines and %d KiB of heap added",
+		conns, started.Load(), added, (int64(heap.HeapAlloc)-int64(before))/1024)
+	if limit := serverBound + 6*conns; added > limit {
+		t.Errorf("%d goroutines added; the server-wide bound allows %d", added, limit)
+	}
+	if n := started.Load(); n > serverBound {
+		t.Errorf("%d handlers ran at once; the server-wide bound is %d", n, serverBound)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
