@@ -447,3 +447,42 @@ func ExampleStart() {
 		log.Fatal("child: ", err)
 	}
 }
+
+// Both ends prove they hold the same key before any call passes; a client
+// with another key is refused, and no handler runs for it.
+func ExampleAuthKey() {
+	key := []byte("32 random bytes, shared in secret")
+	serve := func(rwc io.ReadWriteCloser) (*demux.DeMux, chan error) {
+		r := demux.NewRouter()
+		r.Handle("hello", demux.Func(func(_ context.Context, name string) (string, error) {
+			return "Hello, " + name + "!", nil
+		}))
+		d := demux.New(rwc, r, demux.AuthKey(key))
+		served := make(chan error, 1)
+		go func() { served <- d.Serve() }()
+		return d, served
+	}
+
+	a, b, _ := channel.Pipe()
+	d, served := serve(b)
+	m := mux.New(a, mux.AuthKey(key))
+	var greeting string
+	err := m.Call(context.Background(), "hello", "friend", &greeting)
+	fmt.Println(greeting, err)
+	m.Close()
+	<-served
+	d.Close()
+
+	a, b, _ = channel.Pipe()
+	d, served = serve(b)
+	m = mux.New(a, mux.AuthKey([]byte("a guess at the key, just as long")))
+	err = m.Call(context.Background(), "hello", "intruder", &greeting)
+	fmt.Println(errors.Is(err, channel.ErrAuth), errors.Is(err, mux.ErrNotSent))
+	fmt.Println(errors.Is(<-served, channel.ErrAuth))
+	m.Close()
+	d.Close()
+	// Output:
+	// Hello, friend! <nil>
+	// true true
+	// true
+}

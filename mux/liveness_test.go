@@ -140,3 +140,26 @@ func TestFrameTimeout(t *testing.T) {
 	err = await(t, served, "the server waited for ever for the rest of a frame")
 	assert.ErrorIs(t, err, channel.ErrTimeout)
 }
+
+func TestServerKeepaliveCancelsTheHandlersOfASilentClient(t *testing.T) {
+	// The client sends a request and then goes silent: it answers no PING.
+	c, s, err := transport.Pair(transport.TCP)
+	require.NoError(t, err)
+	defer c.Close()
+	ended := make(chan error, 1)
+	h := demux.HandlerFunc(func(ctx context.Context, _ *demux.Request) (any, error) {
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	})
+	d := demux.New(s, h, demux.Keepalive(testInterval, testTimeout))
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	defer d.Close()
+	silent := rpctest.NewRaw(t, c)
+	silent.Preface()
+	silent.Send(rpctest.Request(1, "wait", nil))
+	err = await(t, served, "the server kept a silent client")
+	assert.ErrorIs(t, err, channel.ErrUnresponsive)
+	assert.ErrorIs(t, await(t, ended, "the handler's context was not canceled"), context.Canceled)
+}
