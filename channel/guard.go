@@ -29,6 +29,7 @@ type guard struct {
 	frameStart atomic.Int64 // when the current frame's header arrived; 0 between frames
 	frameRead  atomic.Int64 // readBytes when it did
 	pingQueued atomic.Bool  // a PING waits for the writer or for an answer
+	queuedAt   atomic.Int64 // when it was queued
 	pingSent   atomic.Int64 // when the outstanding PING was written; 0 if none
 }
 
@@ -133,13 +134,27 @@ func (c *Conn) check(now, start time.Time) error {
 		}
 		return nil
 	}
+	if g.pingQueued.Load() {
+		// Queued, not yet written: the writer is stuck behind a write that
+		// makes no progress, or the peer would have been heard from.
+		queued := g.queuedAt.Load()
+		if lastRead > queued {
+			g.pingQueued.Store(false)
+			return nil
+		}
+		if quiet := now.Sub(time.Unix(0, max(queued, g.lastWrite.Load()))); quiet > g.timeout {
+			return fmt.Errorf("%w: nothing read, and no write made progress, for %v", ErrUnresponsive, quiet)
+		}
+		return nil
+	}
 	// A PING goes out when the peer has been quiet for the interval, and
 	// also when this side has: then the peer, which may be waiting for a
 	// sign of life behind a large transfer it sends, hears from this side
 	// at least once an interval.
 	quietIn := now.Sub(time.Unix(0, lastRead)) > g.interval
 	quietOut := now.Sub(time.Unix(0, g.lastWrite.Load())) > g.interval
-	if !g.pingQueued.Load() && (quietIn || quietOut) {
+	if quietIn || quietOut {
+		g.queuedAt.Store(now.UnixNano())
 		g.pingQueued.Store(true)
 		c.sendUrgent(frame.Frame{Type: frame.TypePing, XID: uint64(now.UnixNano())})
 	}

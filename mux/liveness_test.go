@@ -163,3 +163,17 @@ func TestServerKeepaliveCancelsTheHandlersOfASilentClient(t *testing.T) {
 	assert.ErrorIs(t, err, channel.ErrUnresponsive)
 	assert.ErrorIs(t, await(t, ended, "the handler's context was not canceled"), context.Canceled)
 }
+
+func TestKeepaliveFindsAPeerThatStopsReading(t *testing.T) {
+	// The peer sends its preface and then neither reads nor writes: the
+	// Mux's writer blocks in a large request, so its PING never leaves.
+	c, s, err := transport.Pair(transport.Pipe)
+	require.NoError(t, err)
+	defer s.Close()
+	rpctest.NewRaw(t, s).Preface()
+	m := mux.New(c, mux.Keepalive(testInterval, testTimeout))
+	defer m.Close()
+	call := m.Go(context.Background(), "big", make([]byte, 8<<20), nil)
+	await(t, call.Done(), "a call to a peer that stopped reading did not fail")
+	assert.ErrorIs(t, call.Err(), channel.ErrUnresponsive)
+}
