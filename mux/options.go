@@ -68,7 +68,10 @@ const (
 // (a mutual HMAC-SHA256 challenge, PROTOCOL.md). If the peer holds another
 // key or none, the stream ends and calls fail with an error for which
 // errors.Is(err, channel.ErrAuth) holds, and ErrNotSent too: no request
-// left. An empty key turns authentication off, the default. Keep the key
+// left. The Mux proves the key in the role of the side that opened the
+// stream, so its peer must be a demux.DeMux or a demux.Server, which take
+// the other role: two Muxes with keys fail the handshake. An empty key
+// turns authentication off, the default. Keep the key
 // secret and long (32 random bytes); it does not encrypt the stream: use
 // TLS for that.
 func AuthKey(key []byte) Option {
