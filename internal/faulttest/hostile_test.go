@@ -30,16 +30,7 @@ func TestStalledHugeFramesHoldLittleMemory(t *testing.T) {
 	const conns = 32
 	const frameTimeout = 300 * time.Millisecond
 	s := demux.NewServer(newRouter(nil), demux.FrameTimeout(frameTimeout))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	defer func() {
-		s.Close()
-		<-served
-	}()
+	ln := serveLoopback(t, s)
 	goroutines := runtime.NumGoroutine()
 	before := allocated()
 
@@ -117,16 +108,7 @@ func TestClientsThatNeverReadAreBoundedServerWide(t *testing.T) {
 		return nil, ctx.Err()
 	}))
 	s := demux.NewServer(r, demux.MaxInFlight(64), demux.MaxServerInFlight(serverBound))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	defer func() {
-		s.Close()
-		<-served
-	}()
+	ln := serveLoopback(t, s)
 	goroutines := runtime.NumGoroutine()
 	var heap runtime.MemStats
 	runtime.GC()
@@ -182,3 +164,20 @@ func TestClientsThatNeverReadAreBoundedServerWide(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// serveLoopback serves s on a TCP listener on 127.0.0.1 until the test
+// ends, and returns the listener.
+func serveLoopback(t *testing.T, s *demux.Server) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-served
+	})
+	return ln
+}
