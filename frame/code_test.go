@@ -39,7 +39,7 @@ func TestCodeValues(t *testing.T) {
 	assert.Equal(t, []Type{1, 2, 3, 4, 5, 6}, []Type{
 		TypeRequest, TypeNotify, TypeResponse, TypeError, TypeCancel, TypeGoAway,
 	})
-	assert.Equal(t, []Flags{0x01, 0x06, 0x80}, []Flags{FlagDeadline, FlagPriorityMask, FlagMore})
+	assert.Equal(t, []Flags{0x01, 0x06, 0x08, 0x10, 0x80}, []Flags{FlagDeadline, FlagPriorityMask, FlagKey, FlagStream, FlagMore})
 }
 
 func TestRemoteErrorError(t *testing.T) {

@@ -50,3 +50,18 @@ type Writer interface {
 	// Flush writes out everything buffered.
 	Flush() error
 }
+
+// ChunkWriter is implemented by the Writer of a codec that can split a
+// message over several frames (FlagMore), as [Native]'s does, so that a
+// writer can interleave the chunks of large messages with other frames.
+type ChunkWriter interface {
+	// WriteChunk buffers, as one frame, the piece of f's body that starts
+	// at byte off and holds at most n bytes (at least 1), with FlagMore
+	// unless it ends the body, and returns the offset of the next piece:
+	// f's body is all written once that equals the body's size (the
+	// codec's FrameSize minus MinFrameSize). The first piece carries f's
+	// flags; the others only FlagMore and the priority bits. f's type must
+	// be one that CanSplit allows, and f must not change until its last
+	// piece is written. It does not release f.
+	WriteChunk(f *Frame, off, n int) (next int, err error)
+}

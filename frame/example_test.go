@@ -56,7 +56,7 @@ func ExampleNative() {
 	fmt.Println(&f)
 	fmt.Println(args)
 	// Output:
-	// 6d 75 78 72 70 63 00 01
+	// 6d 75 78 72 70 63 00 02
 	// 00 00 00 20 01 01 00 00 00 00 00 00 00 02 00 00 00 00 59 68 2f 00 00 09 41 72 69 74 68 2e 41 64 64 92 04 05
 	// REQUEST xid=2 method="Arith.Add" budget=1.5s payload=3B
 	// [4 5]
@@ -123,9 +123,9 @@ func ExampleRemoteError_Is() {
 // speaks another version of muxrpc.
 func ExampleReader_ReadPreface() {
 	for _, peer := range []string{
-		"muxrpc\x00\x01",
-		"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		"muxrpc\x00\x02",
+		"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+		"muxrpc\x00\x01",
 	} {
 		err := frame.Native.NewReader(strings.NewReader(peer), 0).ReadPreface()
 		fmt.Println(errors.Is(err, frame.ErrBadPreface), errors.Is(err, frame.ErrVersion), err)
@@ -133,5 +133,5 @@ func ExampleReader_ReadPreface() {
 	// Output:
 	// false false <nil>
 	// true false frame: peer is not muxrpc: it opened with "GET / HT" (looks like HTTP)
-	// false true frame: unsupported protocol version: peer speaks version 2, this side 1
+	// false true frame: unsupported protocol version: peer speaks version 1, this side 2
 }

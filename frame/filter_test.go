@@ -103,7 +103,7 @@ func TestTypeFilterPhases(t *testing.T) {
 // rejects itself fails as without a filter, which is not called.
 func TestTypeFilterNotAskedAboutBadHeaders(t *testing.T) {
 	for name, in := range map[string][]byte{
-		"unknown type":    raw(11, 0, 1),
+		"unknown type":    raw(16, 0, 1),
 		"bad flags":       raw(TypePing, FlagDeadline, 1),
 		"bad xid":         raw(TypeChallenge, 0, 1, goldenNonceC),
 		"too large":       u32(DefaultMaxFrameSize + 1),

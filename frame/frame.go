@@ -44,6 +44,24 @@ const (
 	// TypeProof answers the peer's TypeChallenge: its Payload is the
 	// 32-byte proof that [AuthProof] computes. Its xid is 0.
 	TypeProof Type = 10
+	// TypeYield carries one item of the results of the streaming request
+	// with the same xid (a REQUEST with FlagStream), sent in the server's
+	// role before the RESPONSE or ERROR that ends the stream. The caller
+	// grants the items it takes with TypeWant.
+	TypeYield Type = 11
+	// TypePush carries one item of the arguments of the request with the
+	// same xid, sent in the client's role after its REQUEST. The server
+	// grants the items it takes with TypeTake.
+	TypePush Type = 12
+	// TypeClose says, in the client's role, that no TypePush follows for
+	// the request with the same xid. It has no body.
+	TypeClose Type = 13
+	// TypeWant grants, in the client's role, Window more TypeYield frames
+	// for the request with the same xid.
+	TypeWant Type = 14
+	// TypeTake grants, in the server's role, Window more TypePush frames
+	// for the request with the same xid.
+	TypeTake Type = 15
 )
 
 // String returns the frame type's name, such as "REQUEST".
@@ -69,6 +87,16 @@ func (t Type) String() string {
 		return "CHALLENGE"
 	case TypeProof:
 		return "PROOF"
+	case TypeYield:
+		return "YIELD"
+	case TypePush:
+		return "PUSH"
+	case TypeClose:
+		return "CLOSE"
+	case TypeWant:
+		return "WANT"
+	case TypeTake:
+		return "TAKE"
 	}
 	return fmt.Sprintf("Type(%d)", uint8(t))
 }
@@ -81,14 +109,78 @@ const (
 	// FlagDeadline marks a REQUEST or NOTIFY whose body starts with the
 	// caller's remaining time budget.
 	FlagDeadline Flags = 1 << 0
-	// FlagPriorityMask covers two bits reserved for request priorities.
-	// Version 1 senders leave them zero and receivers ignore them, except
-	// on PING, PONG, CHALLENGE and PROOF, whose flags must all be zero.
+	// FlagPriorityMask covers the two bits of a frame's [Priority]; see
+	// [Flags.Priority]. They are zero on PING, PONG, CHALLENGE and PROOF.
 	FlagPriorityMask Flags = 3 << 1
-	// FlagMore is reserved for splitting one message over several frames.
-	// Version 1 receivers reject a frame that has it set.
+	// FlagKey marks a REQUEST or NOTIFY whose body carries an ordering key
+	// (Frame.Key): requests with the same key run one at a time, in the
+	// order they arrived.
+	FlagKey Flags = 1 << 3
+	// FlagStream marks a REQUEST whose caller takes a stream of results:
+	// its body carries the number of YIELD frames the caller takes before
+	// it grants more (Frame.Window).
+	FlagStream Flags = 1 << 4
+	// FlagMore marks a chunk of a message split over several frames: the
+	// body goes on in the next frame of the same type and xid. The last
+	// chunk has it clear. Only REQUEST, NOTIFY, RESPONSE, YIELD and PUSH
+	// are split.
 	FlagMore Flags = 1 << 7
 )
+
+// Priority orders the frames waiting to be written and the requests
+// waiting to run: higher first. The zero Priority is PriorityNormal.
+type Priority int8
+
+// Priorities, lowest first. Their wire values are in PROTOCOL.md.
+const (
+	PriorityLow    Priority = -1
+	PriorityNormal Priority = 0
+	PriorityHigh   Priority = 1
+	PriorityUrgent Priority = 2
+)
+
+// String returns the priority's name, such as "high".
+func (p Priority) String() string {
+	switch p {
+	case PriorityLow:
+		return "low"
+	case PriorityNormal:
+		return "normal"
+	case PriorityHigh:
+		return "high"
+	case PriorityUrgent:
+		return "urgent"
+	}
+	return fmt.Sprintf("Priority(%d)", int8(p))
+}
+
+// Priority decodes the priority bits: 0 normal, 1 high, 2 urgent, 3 low.
+func (f Flags) Priority() Priority {
+	switch f & FlagPriorityMask >> 1 {
+	case 1:
+		return PriorityHigh
+	case 2:
+		return PriorityUrgent
+	case 3:
+		return PriorityLow
+	}
+	return PriorityNormal
+}
+
+// WithPriority returns f with its priority bits set to p; a p outside the
+// four priorities is clamped to the nearest.
+func (f Flags) WithPriority(p Priority) Flags {
+	var bits Flags
+	switch {
+	case p < PriorityNormal:
+		bits = 3
+	case p == PriorityHigh:
+		bits = 1
+	case p > PriorityHigh:
+		bits = 2
+	}
+	return f&^FlagPriorityMask | bits<<1
+}
 
 // Limits of the wire format.
 const (
@@ -106,6 +198,11 @@ const (
 	// MaxMessageLen bounds the message and the trace of a RemoteError: a
 	// longer one is cut to this many bytes when encoded.
 	MaxMessageLen = 64 << 10
+	// MaxKeyLen is the longest ordering key the 8-bit length can carry.
+	MaxKeyLen = 255
+	// MaxPartial is the most split messages a sender may have begun and
+	// not finished at once; a receiver rejects one more.
+	MaxPartial = 256
 )
 
 // Errors returned by the codec. Decoding errors wrap ErrMalformed or
@@ -134,12 +231,19 @@ var (
 type Frame struct {
 	Type  Type
 	Flags Flags
+	// Window is the number of YIELD frames a REQUEST with FlagStream
+	// lets the server send before it waits for a WANT, or the number of
+	// frames a WANT or TAKE grants.
+	Window uint32
 	// XID ties a response, error or cancel to its request, or a PONG to
 	// its PING. Requests use non-zero xids; NOTIFY, GOAWAY, CHALLENGE and
 	// PROOF carry 0.
 	XID uint64
 	// Method names the procedure of a REQUEST or NOTIFY.
 	Method string
+	// Key is the ordering key of a REQUEST or NOTIFY with FlagKey, 1 to
+	// MaxKeyLen bytes.
+	Key string
 	// Budget is the caller's remaining time when it sent the request; it is
 	// meaningful when Flags has FlagDeadline.
 	Budget time.Duration
@@ -149,9 +253,24 @@ type Frame struct {
 	// Err is the error of an ERROR frame or the reason of a GOAWAY.
 	Err *RemoteError
 
-	buf      *buffer         // owner of Payload's bytes, if pooled
-	tail     []byte          // the rest of the payload, referred to (ReferBytes)
+	buf *buffer    // owner of Payload's bytes, if pooled
+	ref *reference // the rest of the payload, referred to (ReferBytes)
+}
+
+// reference is the part of a payload that a frame refers to instead of
+// holding it (Frame.ReferBytes). It sits behind a pointer so that frames
+// without one, which are nearly all, stay small.
+type reference struct {
+	tail     []byte
 	released *sync.WaitGroup // told when the frame lets go of tail
+}
+
+// tail returns the referred-to rest of f's payload, if any.
+func (f *Frame) tail() []byte {
+	if f.ref == nil {
+		return nil
+	}
+	return f.ref.tail
 }
 
 // Release returns the frame's pooled buffer, if any, and clears Payload.
@@ -162,10 +281,10 @@ func (f *Frame) Release() {
 		f.buf = nil
 	}
 	f.Payload = nil
-	if f.released != nil {
-		f.released.Done()
+	if f.ref != nil {
+		f.ref.released.Done()
+		f.ref = nil
 	}
-	f.tail, f.released = nil, nil
 }
 
 // ReferBytes makes b, msgpack-encoded exactly as EncodePayload encodes a
@@ -187,8 +306,7 @@ func (f *Frame) ReferBytes(b []byte, released *sync.WaitGroup) {
 	f.buf = getBuffer(h)
 	putBinHeader(f.buf.b[:h], len(b))
 	f.Payload = f.buf.b[:h]
-	f.tail = b
-	f.released = released
+	f.ref = &reference{tail: b, released: released}
 	released.Add(1)
 }
 
@@ -196,7 +314,7 @@ func (f *Frame) ReferBytes(b []byte, released *sync.WaitGroup) {
 // payload and its ownership, with every other field zero: a server
 // answers in the frame its request came in.
 func (f *Frame) KeepPayload(typ Type, xid uint64) {
-	*f = Frame{Type: typ, XID: xid, Payload: f.Payload, buf: f.buf, tail: f.tail, released: f.released}
+	*f = Frame{Type: typ, XID: xid, Payload: f.Payload, buf: f.buf, ref: f.ref}
 }
 
 // String describes the frame for logs, without its payload bytes: a
@@ -206,6 +324,15 @@ func (f *Frame) String() string {
 	if f.Method != "" {
 		s += fmt.Sprintf(" method=%q", f.Method)
 	}
+	if f.Flags&FlagKey != 0 {
+		s += fmt.Sprintf(" key=%q", f.Key)
+	}
+	if p := f.Flags.Priority(); p != PriorityNormal {
+		s += fmt.Sprintf(" priority=%v", p)
+	}
+	if f.Flags&FlagStream != 0 || f.Type == TypeWant || f.Type == TypeTake {
+		s += fmt.Sprintf(" window=%d", f.Window)
+	}
 	if f.Flags&FlagDeadline != 0 {
 		s += fmt.Sprintf(" budget=%v", f.Budget)
 	}
@@ -213,12 +340,12 @@ func (f *Frame) String() string {
 		s += fmt.Sprintf(" err=%q", f.Err.Error())
 	}
 	switch f.Type {
-	case TypePing, TypePong:
+	case TypePing, TypePong, TypeCancel, TypeClose, TypeWant, TypeTake:
 		return s
 	case TypeChallenge:
 		return s + fmt.Sprintf(" nonce=%dB", len(f.Payload))
 	case TypeProof:
 		return s + fmt.Sprintf(" proof=%dB", len(f.Payload))
 	}
-	return s + fmt.Sprintf(" payload=%dB", len(f.Payload)+len(f.tail))
+	return s + fmt.Sprintf(" payload=%dB", len(f.Payload)+len(f.tail()))
 }

@@ -51,6 +51,16 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(append(readGolden(f, "preface.hex"), golden[0]...))
 	f.Add(u32(math32))
 	f.Add(raw(TypeRequest, FlagDeadline|FlagMore, 1, u64(1), u16(1), []byte("m")))
+	f.Add(bytes.Join([][]byte{
+		raw(TypeRequest, FlagKey|FlagMore, 1, []byte{1, 'k'}),
+		raw(TypeResponse, 0, 9, []byte{0xc0}),
+		raw(TypeRequest, FlagMore|FlagPriorityMask, 1, u16(1)),
+		raw(TypeRequest, 0, 1, []byte("m"), []byte{0x01}),
+	}, nil))
+	f.Add(raw(TypeWant, 0, 1, u32(3)))
+	f.Add(raw(TypeTake, 0, 1, u32(0)))
+	f.Add(raw(TypeClose, 0, 1))
+	f.Add(raw(TypeRequest, FlagStream|FlagKey, 1, u32(8), []byte{2, 'a', 'b'}, u16(1), []byte("m")))
 	f.Add(raw(TypeRequest, 0, 1, u16(4), []byte("bomb"), []byte{0xdd, 0xff, 0xff, 0xff, 0xff}))
 	f.Add(raw(TypeError, 0, 1, u16(1), u32(math32), u32(0)))
 	f.Add(raw(TypePing, 0, 0))
@@ -100,30 +110,30 @@ func FuzzReadFrame(f *testing.F) {
 // readAllFuzz reads up to 64 frames from r, which reads data, checking
 // each as FuzzReadFrame says, and returns them, released and with their
 // payloads copied, and the error that ended the reading (nil after 64
-// frames).
+// frames). Split messages are checked against a model of reassembly:
+// each frame ReadFrame returns must encode to the whole frame that the
+// chunks of its message make once joined (chunkModel).
 func readAllFuzz(t *testing.T, r Reader, data []byte) ([]Frame, error) {
 	frames := []Frame{}
-	rest := data
+	m := chunkModel{rest: data, partial: map[partialKey][]byte{}}
 	for range 64 {
 		var got Frame
 		err := r.ReadFrame(&got)
 		if err != nil {
-			if err != io.EOF && err != io.ErrUnexpectedEOF && err != errRefused &&
+			if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, io.ErrUnexpectedEOF) && err != errRefused &&
 				!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("ReadFrame: unexpected error %v", err)
 			}
-			if err == io.EOF && len(rest) != 0 {
-				t.Fatalf("io.EOF with %d bytes unread", len(rest))
+			if err == io.EOF && len(m.rest) != 0 {
+				t.Fatalf("io.EOF with %d bytes unread", len(m.rest))
 			}
 			require.Nil(t, got.Payload, "payload handed out with error %v", err)
 			return frames, err
 		}
-		n := binary.BigEndian.Uint32(rest)
-		require.LessOrEqual(t, n, uint32(fuzzMaxFrameSize))
+		want := m.next(t)
 		enc := encode(t, &got)
-		require.Equal(t, rest[:4+n], enc, "re-encoding %v", &got)
-		require.Equal(t, int(n), Native.FrameSize(&got))
-		rest = rest[4+n:]
+		require.Equal(t, want, enc, "re-encoding %v", &got)
+		require.Equal(t, len(want)-4, Native.FrameSize(&got))
 
 		again, err := readOne(enc, fuzzMaxFrameSize)
 		require.NoError(t, err, "reading back %v", &got)
@@ -135,6 +145,44 @@ func readAllFuzz(t *testing.T, r Reader, data []byte) ([]Frame, error) {
 		got.Release()
 	}
 	return frames, nil
+}
+
+// chunkModel walks the raw frames of a stream that ReadFrame accepted and
+// joins split messages as PROTOCOL.md says: a chunk with FlagMore starts or
+// continues the message of its type and xid, and the first frame of that
+// type and xid without it ends the message.
+type chunkModel struct {
+	rest    []byte
+	partial map[partialKey][]byte // the first chunk's header, then the bodies so far
+}
+
+// next returns the bytes of the next whole message, encoded as one frame.
+func (m *chunkModel) next(t *testing.T) []byte {
+	for {
+		require.GreaterOrEqual(t, len(m.rest), HeaderSize, "ReadFrame returned a frame the model has no bytes for")
+		n := int(binary.BigEndian.Uint32(m.rest))
+		require.LessOrEqual(t, n, fuzzMaxFrameSize)
+		fr := m.rest[:4+n]
+		m.rest = m.rest[4+n:]
+		typ, flags, xid := Type(fr[4]), Flags(fr[5]), binary.BigEndian.Uint64(fr[6:])
+		key := partialKey{typ, xid}
+		joined, open := m.partial[key]
+		if !open && flags&FlagMore == 0 {
+			return fr
+		}
+		if !open {
+			joined = append([]byte(nil), fr[:HeaderSize]...)
+			joined[5] &^= byte(FlagMore)
+		}
+		joined = append(joined, fr[HeaderSize:]...)
+		if flags&FlagMore != 0 {
+			m.partial[key] = joined
+			continue
+		}
+		delete(m.partial, key)
+		binary.BigEndian.PutUint32(joined, uint32(len(joined)-4))
+		return joined
+	}
 }
 
 const math32 = 1<<32 - 1

@@ -84,6 +84,69 @@ var goldenFrames = map[string]goldenCase{
 	"proof.hex": {
 		frame: Frame{Type: TypeProof, Payload: goldenProofS},
 	},
+	"request_stream_key.hex": {
+		frame: Frame{
+			Type: TypeRequest, Flags: FlagKey | FlagStream | Flags(0).WithPriority(PriorityHigh), XID: 6,
+			Window: 16, Key: "u1", Method: "Files.Read", Payload: []byte("\xa1a"),
+		},
+		args:    "a",
+		decoded: "a",
+	},
+	"yield.hex": {
+		frame:   Frame{Type: TypeYield, XID: 6, Payload: []byte("\xa5chunk")},
+		args:    "chunk",
+		decoded: "chunk",
+	},
+	"push.hex": {
+		frame:   Frame{Type: TypePush, Flags: Flags(0).WithPriority(PriorityLow), XID: 7, Payload: []byte{42}},
+		args:    42,
+		decoded: int8(42),
+	},
+	"close.hex": {
+		frame: Frame{Type: TypeClose, XID: 7},
+	},
+	"want.hex": {
+		frame: Frame{Type: TypeWant, XID: 6, Window: 8},
+	},
+	"take.hex": {
+		frame: Frame{Type: TypeTake, XID: 7, Window: 4},
+	},
+}
+
+// goldenSplit is what split.hex holds once read: the PONG that came
+// between the chunks, then the joined RESPONSE.
+var goldenSplit = []Frame{
+	{Type: TypePong, XID: 1},
+	{Type: TypeResponse, XID: 9, Payload: []byte("\xa5hello")},
+}
+
+// TestGoldenSplit checks that split.hex reads as goldenSplit, and that a
+// writer splitting the RESPONSE into pieces of 3 bytes, with the PONG
+// between them, writes exactly its bytes.
+func TestGoldenSplit(t *testing.T) {
+	golden := readGolden(t, "split.hex")
+	r := Native.NewReader(bytes.NewReader(golden), 0)
+	for _, want := range goldenSplit {
+		var f Frame
+		require.NoError(t, r.ReadFrame(&f))
+		assert.Equal(t, visible(&want), visible(&f))
+		f.Release()
+	}
+	var f Frame
+	assert.Equal(t, io.EOF, r.ReadFrame(&f))
+
+	var buf bytes.Buffer
+	w := Native.NewWriter(&buf)
+	resp := goldenSplit[1]
+	next, err := w.(ChunkWriter).WriteChunk(&resp, 0, 3)
+	require.NoError(t, err)
+	require.Equal(t, 3, next)
+	require.NoError(t, w.WriteFrame(&goldenSplit[0]))
+	next, err = w.(ChunkWriter).WriteChunk(&resp, next, 3)
+	require.NoError(t, err)
+	require.Equal(t, 6, next, "the whole body")
+	require.NoError(t, w.Flush())
+	assert.Equal(t, hex.Dump(golden), hex.Dump(buf.Bytes()))
 }
 
 // The inputs of the golden authentication, as PROTOCOL.md gives them:
@@ -159,7 +222,7 @@ func TestGoldenFilesAreKnown(t *testing.T) {
 	for _, f := range files {
 		got = append(got, filepath.Base(f))
 	}
-	want := []string{"preface.hex"}
+	want := []string{"preface.hex", "split.hex"}
 	for name := range goldenFrames {
 		want = append(want, name)
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // Version is the protocol version Native speaks: the last byte of its
-// preface.
-const Version = 1
+// preface. Version 2 added split messages, priorities, ordering keys and
+// streams (PROTOCOL.md).
+const Version = 2
 
 // Preface is what each side of a Native stream sends before its first
 // frame: the magic "muxrpc\x00" and the version byte.
@@ -44,6 +45,7 @@ func (native) NewReader(r io.Reader, maxFrameSize int) Reader {
 		max:     maxFrameSize,
 		step:    bodyStep,
 		methods: make(map[string]string),
+		partial: make(map[partialKey]*partial),
 	}
 }
 
@@ -59,20 +61,44 @@ func (native) FrameSize(f *Frame) int {
 func bodySize(f *Frame) int {
 	switch f.Type {
 	case TypeRequest, TypeNotify:
-		n := 2 + len(f.Method) + len(f.Payload) + len(f.tail)
-		if f.Flags&FlagDeadline != 0 {
-			n += 8
-		}
-		return n
-	case TypeResponse:
-		return len(f.Payload) + len(f.tail)
+		return callPrefixSize(f) + len(f.Payload) + len(f.tail())
+	case TypeResponse, TypeYield, TypePush:
+		return len(f.Payload) + len(f.tail())
 	case TypeError, TypeGoAway:
 		msg, trace := errorStrings(f.Err)
 		return 2 + 4 + len(msg) + 4 + len(trace)
 	case TypeChallenge, TypeProof:
 		return len(f.Payload)
+	case TypeWant, TypeTake:
+		return 4
 	}
 	return 0
+}
+
+// callPrefixSize is the size of a REQUEST's or NOTIFY's fields before its
+// payload.
+func callPrefixSize(f *Frame) int {
+	n := 2 + len(f.Method)
+	if f.Flags&FlagDeadline != 0 {
+		n += 8
+	}
+	if f.Flags&FlagStream != 0 {
+		n += 4
+	}
+	if f.Flags&FlagKey != 0 {
+		n += 1 + len(f.Key)
+	}
+	return n
+}
+
+// CanSplit reports whether frames of type t may be split into chunks
+// (FlagMore): REQUEST, NOTIFY, RESPONSE, YIELD and PUSH.
+func CanSplit(t Type) bool {
+	switch t {
+	case TypeRequest, TypeNotify, TypeResponse, TypeYield, TypePush:
+		return true
+	}
+	return false
 }
 
 func errorStrings(e *RemoteError) (msg, trace string) {
@@ -90,9 +116,10 @@ func errorStrings(e *RemoteError) (msg, trace string) {
 }
 
 type nativeWriter struct {
-	w   io.Writer
-	buf *buffer // pooled; nil while nothing is buffered
-	err error   // the first write error; every later call returns it
+	w       io.Writer
+	buf     *buffer // pooled; nil while nothing is buffered
+	err     error   // the first write error; every later call returns it
+	scratch []byte  // WriteChunk's copy of a call's fields
 }
 
 // buffered returns the bytes buffered so far, taking a buffer from the
@@ -124,12 +151,18 @@ func (w *nativeWriter) WritePreface() error {
 	return nil
 }
 
-func (w *nativeWriter) WriteFrame(f *Frame) error {
-	body := bodySize(f)
+// check returns the error of a frame that cannot be encoded.
+func checkOutgoing(f *Frame, body int) error {
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		if len(f.Method) == 0 || len(f.Method) > MaxMethodLen {
 			return fmt.Errorf("%w: method name of %d bytes", ErrMalformed, len(f.Method))
+		}
+		if f.Flags&FlagKey != 0 && (len(f.Key) == 0 || len(f.Key) > MaxKeyLen) {
+			return fmt.Errorf("%w: ordering key of %d bytes, want 1 to %d", ErrMalformed, len(f.Key), MaxKeyLen)
+		}
+		if f.Type == TypeNotify && f.Flags&FlagStream != 0 {
+			return fmt.Errorf("%w: NOTIFY with FlagStream", ErrMalformed)
 		}
 	case TypeChallenge, TypeProof:
 		if err := checkAuthBody(f.Type, len(f.Payload)); err != nil {
@@ -139,39 +172,68 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 	if uint64(MinFrameSize+body) > math.MaxUint32 { // the length field would wrap
 		return fmt.Errorf("%w: %v frame of %d bytes does not fit a 32-bit length", ErrTooLarge, f.Type, MinFrameSize+body)
 	}
-	if w.err != nil {
-		return w.err
-	}
-	hdr := w.buffered()
-	hdr = binary.BigEndian.AppendUint32(hdr, uint32(MinFrameSize+body))
-	hdr = append(hdr, byte(f.Type), byte(f.Flags))
-	hdr = binary.BigEndian.AppendUint64(hdr, f.XID)
+	return nil
+}
+
+// appendHeader appends the fixed header of a frame with a body of body
+// bytes.
+func appendHeader(dst []byte, t Type, flags Flags, xid uint64, body int) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(MinFrameSize+body))
+	dst = append(dst, byte(t), byte(flags))
+	return binary.BigEndian.AppendUint64(dst, xid)
+}
+
+// appendPrefix appends the fields of f's body that come before its
+// payload, or the whole body of a frame without a payload.
+func appendPrefix(dst []byte, f *Frame) []byte {
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		if f.Flags&FlagDeadline != 0 {
-			hdr = binary.BigEndian.AppendUint64(hdr, uint64(f.Budget))
+			dst = binary.BigEndian.AppendUint64(dst, uint64(f.Budget))
 		}
-		hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(f.Method)))
-		hdr = append(hdr, f.Method...)
+		if f.Flags&FlagStream != 0 {
+			dst = binary.BigEndian.AppendUint32(dst, f.Window)
+		}
+		if f.Flags&FlagKey != 0 {
+			dst = append(dst, byte(len(f.Key)))
+			dst = append(dst, f.Key...)
+		}
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(f.Method)))
+		dst = append(dst, f.Method...)
 	case TypeError, TypeGoAway:
 		msg, trace := errorStrings(f.Err)
 		var code Code
 		if f.Err != nil {
 			code = f.Err.Code
 		}
-		hdr = binary.BigEndian.AppendUint16(hdr, uint16(code))
-		hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(msg)))
-		hdr = append(hdr, msg...)
-		hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(trace)))
-		hdr = append(hdr, trace...)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(code))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(msg)))
+		dst = append(dst, msg...)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(trace)))
+		dst = append(dst, trace...)
+	case TypeWant, TypeTake:
+		dst = binary.BigEndian.AppendUint32(dst, f.Window)
 	}
+	return dst
+}
+
+func (w *nativeWriter) WriteFrame(f *Frame) error {
+	body := bodySize(f)
+	if err := checkOutgoing(f, body); err != nil {
+		return err
+	}
+	if w.err != nil {
+		return w.err
+	}
+	hdr := appendHeader(w.buffered(), f.Type, f.Flags, f.XID, body)
+	hdr = appendPrefix(hdr, f)
 	var payload []byte
 	switch f.Type {
-	case TypeRequest, TypeNotify, TypeResponse:
+	case TypeRequest, TypeNotify, TypeResponse, TypeYield, TypePush:
 		payload = f.Payload
-		if f.tail != nil { // payload is only the head: the tail follows it
+		if t := f.tail(); t != nil { // payload is only the head: the tail follows it
 			hdr = append(hdr, payload...)
-			payload = f.tail
+			payload = t
 		}
 	case TypeChallenge, TypeProof:
 		payload = f.Payload
@@ -188,6 +250,52 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 		return err
 	}
 	return w.write(payload)
+}
+
+// WriteChunk implements [ChunkWriter].
+func (w *nativeWriter) WriteChunk(f *Frame, off, n int) (int, error) {
+	body := bodySize(f)
+	if off == 0 {
+		if !CanSplit(f.Type) {
+			return 0, fmt.Errorf("%w: %v frames are not split", ErrMalformed, f.Type)
+		}
+		if err := checkOutgoing(f, body); err != nil {
+			return 0, err
+		}
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n = min(max(n, 1), body-off)
+	end := off + n
+	flags := f.Flags
+	if off > 0 {
+		flags &= FlagPriorityMask
+	}
+	if end < body {
+		flags |= FlagMore
+	}
+	b := appendHeader(w.buffered(), f.Type, flags, f.XID, n)
+	// The body is the prefix, the payload and the tail, end to end: copy
+	// the part of each that falls in [off, end).
+	var prefix []byte
+	if f.Type == TypeRequest || f.Type == TypeNotify {
+		prefix = appendPrefix(w.scratch[:0], f)
+		w.scratch = prefix[:0]
+	}
+	at := 0
+	for _, part := range [3][]byte{prefix, f.Payload, f.tail()} {
+		lo, hi := max(off-at, 0), min(end-at, len(part))
+		if lo < hi {
+			b = append(b, part[lo:hi]...)
+		}
+		at += len(part)
+	}
+	w.buf.b = b
+	if len(b) >= writeBufferSize {
+		return end, w.Flush()
+	}
+	return end, nil
 }
 
 // Flush writes out what is buffered and gives the buffer back to the pool.
@@ -210,6 +318,7 @@ type nativeReader struct {
 	step    int // bodyStep; tests make it small to reach the growing path
 	methods map[string]string
 	accept  func(Type) error // see SetTypeFilter; nil accepts every type
+	partial map[partialKey]*partial
 	// scratch holds a frame's fixed fields while they are parsed, and
 	// method holds a method name while it is looked up; local arrays would
 	// escape through io.ReadFull and cost an allocation.
@@ -269,57 +378,238 @@ func (r *nativeReader) readFull(p []byte) error {
 }
 
 func (r *nativeReader) ReadFrame(f *Frame) error {
-	*f = Frame{}
-	hdr := r.scratch[:]
-	if _, err := io.ReadFull(r.sr, hdr[:4]); err != nil {
-		return err // io.EOF at a frame boundary, ErrUnexpectedEOF inside the prefix
-	}
-	n := binary.BigEndian.Uint32(hdr[:4])
-	if uint64(n) > uint64(r.max) {
-		return fmt.Errorf("%w: length field says %d bytes, limit is %d", ErrTooLarge, n, r.max)
-	}
-	if n < MinFrameSize {
-		return fmt.Errorf("%w: length field says %d bytes, the header alone takes %d", ErrMalformed, n, MinFrameSize)
-	}
-	if err := r.readFull(hdr[4:]); err != nil {
-		return err
-	}
-	f.Type = Type(hdr[4])
-	f.Flags = Flags(hdr[5])
-	f.XID = binary.BigEndian.Uint64(hdr[6:])
-	body := int(n) - MinFrameSize
-	if err := checkHeader(f, body); err != nil {
-		return err
-	}
-	if r.accept != nil {
-		if err := r.accept(f.Type); err != nil {
+	for {
+		*f = Frame{}
+		hdr := r.scratch[:]
+		if _, err := io.ReadFull(r.sr, hdr[:4]); err != nil {
+			if err == io.EOF && len(r.partial) > 0 {
+				return fmt.Errorf("%w: the stream ended inside %d split messages", io.ErrUnexpectedEOF, len(r.partial))
+			}
+			return err // io.EOF at a frame boundary, ErrUnexpectedEOF inside the prefix
+		}
+		n := binary.BigEndian.Uint32(hdr[:4])
+		if uint64(n) > uint64(r.max) {
+			return fmt.Errorf("%w: length field says %d bytes, limit is %d", ErrTooLarge, n, r.max)
+		}
+		if n < MinFrameSize {
+			return fmt.Errorf("%w: length field says %d bytes, the header alone takes %d", ErrMalformed, n, MinFrameSize)
+		}
+		if err := r.readFull(hdr[4:]); err != nil {
+			return err
+		}
+		f.Type = Type(hdr[4])
+		f.Flags = Flags(hdr[5])
+		f.XID = binary.BigEndian.Uint64(hdr[6:])
+		body := int(n) - MinFrameSize
+		key := partialKey{f.Type, f.XID}
+		p := r.partial[key]
+		if err := checkHeader(f, body, p != nil); err != nil {
+			return err
+		}
+		if r.accept != nil {
+			if err := r.accept(f.Type); err != nil {
+				return err
+			}
+		}
+		if p == nil && f.Flags&FlagMore == 0 {
+			return r.readWhole(f, body)
+		}
+		done, err := r.readChunk(f, key, p, body)
+		if done || err != nil {
 			return err
 		}
 	}
+}
+
+// readWhole reads the body of a frame that is not a chunk.
+func (r *nativeReader) readWhole(f *Frame, body int) error {
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		return r.readCall(f, body)
-	case TypeResponse, TypeChallenge, TypeProof:
+	case TypeResponse, TypeYield, TypePush, TypeChallenge, TypeProof:
 		return r.readPayload(f, body)
 	case TypeError, TypeGoAway:
 		return r.readError(f, body)
+	case TypeWant, TypeTake:
+		return r.readWindow(f)
 	}
-	return nil // CANCEL, PING, PONG: no body
+	return nil // CANCEL, CLOSE, PING, PONG: no body
+}
+
+// partialKey names a split message: at most one per type and xid is in
+// progress at a time.
+type partialKey struct {
+	t   Type
+	xid uint64
+}
+
+// partial is a split message whose last chunk has not arrived.
+type partial struct {
+	flags Flags   // the first chunk's, without FlagMore
+	buf   *buffer // the body so far
+}
+
+// readChunk reads the body of a chunk of the message key, whose earlier
+// chunks p holds (nil for the first chunk). With the last chunk read, it
+// fills f with the whole message and reports done.
+func (r *nativeReader) readChunk(f *Frame, key partialKey, p *partial, body int) (done bool, err error) {
+	if p == nil {
+		if len(r.partial) >= MaxPartial {
+			return false, fmt.Errorf("%w: more than %d split messages in progress", ErrMalformed, MaxPartial)
+		}
+		p = &partial{flags: f.Flags &^ FlagMore}
+		r.partial[key] = p
+	}
+	have := 0
+	if p.buf != nil {
+		have = len(p.buf.b)
+	}
+	if have+body > r.max-MinFrameSize {
+		return false, fmt.Errorf("%w: split %v message of more than %d bytes, limit is %d", ErrTooLarge, f.Type, MinFrameSize+have+body, r.max)
+	}
+	if p.buf, err = r.appendBody(p.buf, body); err != nil {
+		return false, err
+	}
+	if f.Flags&FlagMore != 0 {
+		return false, nil
+	}
+	delete(r.partial, key)
+	f.Flags = p.flags
+	if err := r.parseBody(f, p.buf); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// parseBody fills f from buf, the whole body of a split message, handing
+// buf to f or giving it back.
+func (r *nativeReader) parseBody(f *Frame, buf *buffer) error {
+	b := buf.b
+	if f.Type == TypeRequest || f.Type == TypeNotify {
+		fixed, err := r.parseCallFields(f, b)
+		if err != nil {
+			putBuffer(buf)
+			return err
+		}
+		b = b[fixed:]
+	}
+	if len(b) == 0 {
+		putBuffer(buf)
+		return nil
+	}
+	f.Payload, f.buf = b, buf
+	return nil
+}
+
+// parseCallFields parses the fields of a REQUEST's or NOTIFY's body before
+// its payload and returns their size.
+func (r *nativeReader) parseCallFields(f *Frame, b []byte) (int, error) {
+	at := 0
+	if f.Flags&FlagDeadline != 0 {
+		if len(b) < 8 {
+			return 0, fmt.Errorf("%w: %v body of %d bytes is too short for its budget", ErrMalformed, f.Type, len(b))
+		}
+		f.Budget = time.Duration(binary.BigEndian.Uint64(b))
+		at = 8
+	}
+	if f.Flags&FlagStream != 0 {
+		if len(b)-at < 4 {
+			return 0, fmt.Errorf("%w: %v body of %d bytes is too short for its window", ErrMalformed, f.Type, len(b))
+		}
+		f.Window = binary.BigEndian.Uint32(b[at:])
+		at += 4
+	}
+	if f.Flags&FlagKey != 0 {
+		if len(b)-at < 1 {
+			return 0, fmt.Errorf("%w: %v body of %d bytes is too short for its key", ErrMalformed, f.Type, len(b))
+		}
+		klen := int(b[at])
+		at++
+		if klen == 0 || klen > len(b)-at {
+			return 0, fmt.Errorf("%w: key length %d in a body with %d bytes left", ErrMalformed, klen, len(b)-at)
+		}
+		f.Key = string(b[at : at+klen])
+		at += klen
+	}
+	if len(b)-at < 2 {
+		return 0, fmt.Errorf("%w: %v body of %d bytes is shorter than its fixed fields", ErrMalformed, f.Type, len(b))
+	}
+	mlen := int(binary.BigEndian.Uint16(b[at:]))
+	at += 2
+	if mlen == 0 || mlen > len(b)-at {
+		return 0, fmt.Errorf("%w: method length %d in a body with %d bytes left", ErrMalformed, mlen, len(b)-at)
+	}
+	f.Method = r.intern(b[at : at+mlen])
+	return at + mlen, nil
+}
+
+// appendBody reads the next n bytes of the stream onto the end of buf (nil
+// for none), growing it as readBody does: never more than bodyStep or four
+// times the bytes it holds ahead of what has arrived.
+func (r *nativeReader) appendBody(buf *buffer, n int) (*buffer, error) {
+	if buf == nil {
+		if n == 0 {
+			return getBuffer(0), nil
+		}
+		return r.readBody(n)
+	}
+	have := len(buf.b)
+	want := have + n
+	for len(buf.b) < want {
+		size := want
+		if want-len(buf.b) > r.sr.buffered() {
+			size = min(want, max(4*len(buf.b), len(buf.b)+r.step))
+		}
+		if size > cap(buf.b) {
+			next := getBuffer(size)
+			copy(next.b, buf.b)
+			next.b = next.b[:len(buf.b)]
+			putBuffer(buf)
+			buf = next
+		}
+		at := len(buf.b)
+		buf.b = buf.b[:size]
+		if err := r.readFull(buf.b[at:]); err != nil {
+			putBuffer(buf)
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+// readWindow reads the 4-byte body of a WANT or TAKE.
+func (r *nativeReader) readWindow(f *Frame) error {
+	b := r.scratch[:4]
+	if err := r.readFull(b); err != nil {
+		return err
+	}
+	f.Window = binary.BigEndian.Uint32(b)
+	if f.Window == 0 {
+		return fmt.Errorf("%w: %v granting 0 frames", ErrMalformed, f.Type)
+	}
+	return nil
 }
 
 // checkHeader applies the rules that depend on the fixed header alone:
 // the type, the flags, the xid and, for the types whose body has a fixed
 // size, the length.
-func checkHeader(f *Frame, body int) error {
+func checkHeader(f *Frame, body int, continued bool) error {
 	allowed := FlagPriorityMask
 	switch f.Type {
-	case TypeRequest, TypeNotify:
-		allowed |= FlagDeadline
-	case TypeResponse, TypeError, TypeCancel, TypeGoAway:
+	case TypeRequest:
+		allowed |= FlagDeadline | FlagKey | FlagStream | FlagMore
+	case TypeNotify:
+		allowed |= FlagDeadline | FlagKey | FlagMore
+	case TypeResponse, TypeYield, TypePush:
+		allowed |= FlagMore
+	case TypeError, TypeCancel, TypeGoAway, TypeClose, TypeWant, TypeTake:
 	case TypePing, TypePong, TypeChallenge, TypeProof:
 		allowed = 0
 	default:
 		return fmt.Errorf("%w: unknown frame type %d", ErrMalformed, uint8(f.Type))
+	}
+	if continued { // a later chunk: the first one carried the message's flags
+		allowed &= FlagPriorityMask | FlagMore
 	}
 	if f.Flags&^allowed != 0 {
 		return fmt.Errorf("%w: %v frame with flags %#02x", ErrMalformed, f.Type, uint8(f.Flags))
@@ -336,9 +626,13 @@ func checkHeader(f *Frame, body int) error {
 		}
 	}
 	switch f.Type {
-	case TypeCancel, TypePing, TypePong:
+	case TypeCancel, TypeClose, TypePing, TypePong:
 		if body != 0 {
 			return fmt.Errorf("%w: %v frame with a %d-byte body", ErrMalformed, f.Type, body)
+		}
+	case TypeWant, TypeTake:
+		if body != 4 {
+			return fmt.Errorf("%w: %v frame with a %d-byte body, want 4", ErrMalformed, f.Type, body)
 		}
 	case TypeChallenge, TypeProof:
 		return checkAuthBody(f.Type, body)
@@ -362,6 +656,18 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 	if f.Flags&FlagDeadline != 0 {
 		fixed += 8
 	}
+	if f.Flags&FlagStream != 0 {
+		fixed += 4
+	}
+	if f.Flags&(FlagKey) != 0 {
+		// A key makes the fields' size depend on the body: parse the fields
+		// from the body read whole, as for a split message.
+		buf, err := r.readBody(body)
+		if err != nil {
+			return err
+		}
+		return r.parseBody(f, buf)
+	}
 	if body < fixed {
 		return fmt.Errorf("%w: %v body of %d bytes is shorter than its fixed fields", ErrMalformed, f.Type, body)
 	}
@@ -369,8 +675,13 @@ func (r *nativeReader) readCall(f *Frame, body int) error {
 	if err := r.readFull(b); err != nil {
 		return err
 	}
+	at := 0
 	if f.Flags&FlagDeadline != 0 {
-		f.Budget = time.Duration(binary.BigEndian.Uint64(b[:8]))
+		f.Budget = time.Duration(binary.BigEndian.Uint64(b))
+		at = 8
+	}
+	if f.Flags&FlagStream != 0 {
+		f.Window = binary.BigEndian.Uint32(b[at:])
 	}
 	mlen := int(binary.BigEndian.Uint16(b[fixed-2:]))
 	if mlen == 0 || mlen > body-fixed {

@@ -223,15 +223,21 @@ func TestReadFrameRejects(t *testing.T) {
 		{"length 2^32-1", u32(math.MaxUint32), ErrTooLarge},
 
 		{"type 0", raw(0, 0, 1), ErrMalformed},
-		{"type 11", raw(11, 0, 1), ErrMalformed},
+		{"type 16", raw(16, 0, 1), ErrMalformed},
+		{"WANT granting 0", raw(TypeWant, 0, 1, u32(0)), ErrMalformed},
+		{"TAKE with a short body", raw(TypeTake, 0, 1, u16(1)), ErrMalformed},
+		{"CLOSE with a body", raw(TypeClose, 0, 1, []byte{1}), ErrMalformed},
+		{"YIELD with xid 0", raw(TypeYield, 0, 0, []byte{1}), ErrMalformed},
+		{"NOTIFY with FlagStream", raw(TypeNotify, FlagStream, 0, u32(1), u16(1), []byte("m")), ErrMalformed},
+		{"RESPONSE with FlagKey", raw(TypeResponse, FlagKey, 1, []byte{1}), ErrMalformed},
+		{"REQUEST with an empty key", req(FlagKey, 1, []byte{0}, u16(1), []byte("m")), ErrMalformed},
+		{"REQUEST with a key past the body", req(FlagKey, 1, []byte{9, 'k'}, u16(1), []byte("m")), ErrMalformed},
+		{"a later chunk with FlagDeadline", append(req(FlagMore, 1, u16(1)), req(FlagDeadline, 1, []byte("m"))...), ErrMalformed},
 		{"type 255", raw(255, 0, 1), ErrMalformed},
 
-		{"REQUEST with FlagMore", req(FlagMore, 1, u16(1), []byte("m")), ErrMalformed},
 		{"REQUEST with flag 0x08", req(0x08, 1, u16(1), []byte("m")), ErrMalformed},
 		{"REQUEST with flag 0x40", req(0x40, 1, u16(1), []byte("m")), ErrMalformed},
-		{"NOTIFY with FlagMore", raw(TypeNotify, FlagMore, 0, u16(1), []byte("m")), ErrMalformed},
 		{"RESPONSE with FlagDeadline", raw(TypeResponse, FlagDeadline, 1, u64(1)), ErrMalformed},
-		{"RESPONSE with FlagMore", raw(TypeResponse, FlagMore, 1, []byte{1}), ErrMalformed},
 		{"ERROR with FlagDeadline", raw(TypeError, FlagDeadline, 1, errorBody(1, "", "")), ErrMalformed},
 		{"CANCEL with FlagDeadline", raw(TypeCancel, FlagDeadline, 1), ErrMalformed},
 		{"CANCEL with flag 0x10", raw(TypeCancel, 0x10, 1), ErrMalformed},
@@ -508,7 +514,8 @@ func TestReadPreface(t *testing.T) {
 		{"wrong magic, right version", "muxrpd\x00\x01", ErrBadPreface, "muxrpd"},
 		{"magic without its zero", "muxrpc\x01\x01", ErrBadPreface, "muxrpc"},
 		{"version 0", "muxrpc\x00\x00", ErrVersion, "version 0"},
-		{"version 2", "muxrpc\x00\x02frames", ErrVersion, "version 2, this side 1"},
+		{"version 1", "muxrpc\x00\x01frames", ErrVersion, "version 1, this side 2"},
+		{"version 3", "muxrpc\x00\x03", ErrVersion, "version 3"},
 		{"version 255", "muxrpc\x00\xff", ErrVersion, "version 255"},
 		{"short stream", "muxrp", ErrBadPreface, `stream ended after "muxrp"`},
 		{"one byte", "m", ErrBadPreface, "stream ended"},
@@ -552,7 +559,12 @@ func TestTypeString(t *testing.T) {
 		TypeChallenge: "CHALLENGE",
 		TypeProof:     "PROOF",
 		0:             "Type(0)",
-		11:            "Type(11)",
+		11:            "YIELD",
+		12:            "PUSH",
+		13:            "CLOSE",
+		14:            "WANT",
+		15:            "TAKE",
+		16:            "Type(16)",
 		255:           "Type(255)",
 	} {
 		assert.Equal(t, want, typ.String())
@@ -628,4 +640,71 @@ func TestWriteFrameLengthOverflow(t *testing.T) {
 	// One byte less fits; FrameSize says so. (It is not written: that
 	// would read the fake payload.)
 	assert.Equal(t, int(maxLength), Native.FrameSize(&Frame{Type: TypeResponse, XID: 1, Payload: huge[:len(huge)-1]}))
+}
+
+// TestReadFrameSplitLimits checks what a receiver of split messages
+// refuses: a stream that ends inside one, more than MaxPartial at once,
+// and one whose pieces add up to more than the frame size limit.
+func TestReadFrameSplitLimits(t *testing.T) {
+	_, err := readOne(raw(TypeRequest, FlagMore, 1, u16(1)), 1<<16)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the stream ended inside a split message")
+
+	var many []byte
+	for xid := uint64(1); xid <= MaxPartial+1; xid++ {
+		many = append(many, raw(TypeResponse, FlagMore, xid, []byte{0xc0})...)
+	}
+	_, err = readOne(many, 1<<16)
+	assert.ErrorIs(t, err, ErrMalformed, "one split message more than MaxPartial")
+
+	big := append(raw(TypeResponse, FlagMore, 1, make([]byte, 600)), raw(TypeResponse, 0, 1, make([]byte, 600))...)
+	_, err = readOne(big, 1000)
+	assert.ErrorIs(t, err, ErrTooLarge, "pieces of 600 bytes each under a limit of 1000")
+	f, err := readOne(big, 1210)
+	require.NoError(t, err, "the joined message fits a limit of 1210")
+	assert.Len(t, f.Payload, 1200)
+	f.Release()
+}
+
+// TestWriteChunkRoundTrip splits frames of every splittable type at
+// several sizes, interleaves the pieces of two messages, and checks that
+// the reader joins each back into the frame that was split.
+func TestWriteChunkRoundTrip(t *testing.T) {
+	payload := bytes.Repeat([]byte{0xc3}, 1000) // 1000 msgpack trues
+	frames := []Frame{
+		{Type: TypeRequest, Flags: FlagDeadline | FlagKey | FlagStream, XID: 1, Budget: time.Second, Window: 3, Key: "k", Method: "M.m", Payload: payload},
+		{Type: TypeNotify, Flags: FlagKey, Key: "kk", Method: "note", Payload: payload[:10]},
+		{Type: TypeResponse, Flags: Flags(0).WithPriority(PriorityUrgent), XID: 2, Payload: payload},
+		{Type: TypeYield, XID: 3, Payload: payload[:1]},
+		{Type: TypePush, XID: 4},
+	}
+	for _, size := range []int{1, 7, 64, 4096} {
+		for i := range frames {
+			a, b := frames[i], frames[(i+1)%len(frames)]
+			var buf bytes.Buffer
+			w := Native.NewWriter(&buf).(ChunkWriter)
+			offA, offB := -1, -1 // -1: not started
+			bodyA, bodyB := Native.FrameSize(&a)-MinFrameSize, Native.FrameSize(&b)-MinFrameSize
+			for offA < bodyA || offB < bodyB {
+				var err error
+				if offA < bodyA {
+					offA, err = w.WriteChunk(&a, max(offA, 0), size)
+					require.NoError(t, err)
+				}
+				if offB < bodyB {
+					offB, err = w.WriteChunk(&b, max(offB, 0), size)
+					require.NoError(t, err)
+				}
+			}
+			require.NoError(t, w.(Writer).Flush())
+			r := Native.NewReader(&buf, 1<<16)
+			got := map[Type]Frame{}
+			for range 2 {
+				var f Frame
+				require.NoError(t, r.ReadFrame(&f), "size %d, %v and %v", size, a.Type, b.Type)
+				got[f.Type] = visible(&f)
+			}
+			assert.Equal(t, visible(&a), got[a.Type], "size %d", size)
+			assert.Equal(t, visible(&b), got[b.Type], "size %d", size)
+		}
+	}
 }

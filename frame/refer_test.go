@@ -43,7 +43,7 @@ func TestReferBytesWritesWhatEncodePayloadWrites(t *testing.T) {
 			copied.Release()
 			referred.Release()
 			released.Wait() // returns: Release let go of b
-			assert.Nil(t, referred.tail)
+			assert.Nil(t, referred.ref)
 		}
 	}
 }
@@ -53,12 +53,12 @@ func TestReferBytesKeepsReferringUntilReleased(t *testing.T) {
 	var released sync.WaitGroup
 	var f Frame
 	f.ReferBytes(b, &released)
-	assert.Same(t, &b[0], &f.tail[0], "no copy")
+	assert.Same(t, &b[0], &f.tail()[0], "no copy")
 	f.KeepPayload(TypeResponse, 3) // the frame moves on; so does the reference
-	assert.Same(t, &b[0], &f.tail[0])
-	assert.Same(t, &released, f.released, "still to be told")
+	assert.Same(t, &b[0], &f.tail()[0])
+	assert.Same(t, &released, f.ref.released, "still to be told")
 	f.Release()
 	released.Wait() // returns: Release told it
-	assert.Nil(t, f.released)
+	assert.Nil(t, f.ref)
 	f.Release() // a second Release of an emptied frame does nothing more
 }
