@@ -96,7 +96,7 @@ func (a *auth) filter(want frame.Type) func(frame.Type) error {
 func (c *Conn) writeAuth(w frame.Writer) bool {
 	a := c.auth
 	challenge := frame.Frame{Type: frame.TypeChallenge, Payload: a.nonce}
-	if c.flushed(w, w.WriteFrame(&challenge)) != nil {
+	if c.flushed(w, w.WriteFrame(&challenge), true) != nil {
 		return false
 	}
 	close(a.asked)
@@ -107,7 +107,7 @@ func (c *Conn) writeAuth(w frame.Writer) bool {
 		return false
 	}
 	p := frame.Frame{Type: frame.TypeProof, Payload: proof}
-	if c.flushed(w, w.WriteFrame(&p)) != nil {
+	if c.flushed(w, w.WriteFrame(&p), true) != nil {
 		return false
 	}
 	select {

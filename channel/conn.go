@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,6 +91,13 @@ type Config struct {
 	// than opened it; authentication gives the two sides their roles by
 	// it, so exactly one end of a stream must set it when AuthKey is set.
 	Accepted bool
+	// ChunkSize is the largest body a frame is written with: a REQUEST,
+	// NOTIFY, RESPONSE, YIELD or PUSH with a longer body leaves split into
+	// chunks (PROTOCOL.md), interleaved with the frames queued behind it.
+	// Zero or negative means DefaultChunkSize. A codec that cannot split
+	// (one whose Writer is not a frame.ChunkWriter) writes every frame
+	// whole.
+	ChunkSize int
 	// Accept, if set, is asked about each frame's type as soon as its
 	// header is read, before its body is read or allocated; an error ends
 	// the stream with that error.
@@ -122,6 +130,7 @@ type Conn struct {
 	codec     frame.Codec
 	max       int
 	limit     int
+	chunk     int
 	log       *slog.Logger
 	halfClose bool
 	accept    func(frame.Type) error // Config.Accept
@@ -169,6 +178,7 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 		rwc:        rwc,
 		codec:      cfg.Codec,
 		max:        cfg.MaxFrameSize,
+		chunk:      cmp.Or(max(cfg.ChunkSize, 0), DefaultChunkSize),
 		limit:      cfg.QueueBytes,
 		log:        cfg.Logger,
 		halfClose:  cfg.HalfClose,
@@ -584,7 +594,9 @@ func (c *Conn) fail(err error) {
 
 // writeLoop writes the preface, then queued frames, flushing when the queue
 // runs dry after giving other goroutines one chance to add to it, and
-// after every flushEvery frames of a long batch.
+// after every flushEvery frames of a long batch. Frames leave in the order
+// sched gives them: by priority, with messages longer than a chunk split
+// and interleaved with the frames queued behind them.
 func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
 	var dst io.Writer = c.rwc
@@ -592,12 +604,15 @@ func (c *Conn) writeLoop() {
 		dst = meteredWriter{w: c.rwc, g: &c.guard}
 	}
 	w := c.codec.NewWriter(dst)
-	if err := c.flushed(w, w.WritePreface()); err != nil {
+	if err := c.flushed(w, w.WritePreface(), true); err != nil {
 		return
 	}
 	if c.auth != nil && !c.writeAuth(w) {
 		return
 	}
+	cw, split := w.(frame.ChunkWriter)
+	s := newSched(c.chunk, split)
+	defer s.drop()
 	var batch, urgent []frame.Frame
 	for {
 		select {
@@ -619,7 +634,7 @@ func (c *Conn) writeLoop() {
 				c.fail(writeError(err))
 				return
 			}
-			if len(batch) == 0 && len(urgent) == 0 {
+			if len(batch) == 0 && len(urgent) == 0 && s.empty() {
 				if yielded {
 					break
 				}
@@ -631,14 +646,13 @@ func (c *Conn) writeLoop() {
 			}
 			yielded = false
 			var err error
-			for i := range batch {
-				if err == nil {
-					err = w.WriteFrame(&batch[i])
+			if s.empty() && c.plain(batch) {
+				err = c.writeBatch(w, batch)
+			} else {
+				for i := range batch {
+					s.add(&batch[i], c.codec.FrameSize(&batch[i])-frame.MinFrameSize)
 				}
-				if err == nil && (i+1)%flushEvery == 0 && i+1 < len(batch) {
-					err = w.Flush()
-				}
-				batch[i].Release()
+				err = c.writeSched(w, cw, s)
 			}
 			clear(batch)
 			if cap(batch) > maxKeptQueue {
@@ -649,10 +663,87 @@ func (c *Conn) writeLoop() {
 				return
 			}
 		}
-		if err := c.flushed(w, nil); err != nil {
+		if err := c.flushed(w, nil, s.empty()); err != nil {
 			return
 		}
 	}
+}
+
+// plain reports whether batch can be written as it is: every frame of one
+// priority, and none long enough to be split.
+func (c *Conn) plain(batch []frame.Frame) bool {
+	if len(batch) == 0 {
+		return true
+	}
+	p := batch[0].Flags & frame.FlagPriorityMask
+	for i := range batch {
+		if batch[i].Flags&frame.FlagPriorityMask != p || c.codec.FrameSize(&batch[i])-frame.MinFrameSize > c.chunk {
+			return false
+		}
+	}
+	return true
+}
+
+// writeBatch writes the frames of batch in order and releases them.
+func (c *Conn) writeBatch(w frame.Writer, batch []frame.Frame) error {
+	var err error
+	for i := range batch {
+		if err == nil {
+			err = w.WriteFrame(&batch[i])
+		}
+		if err == nil && (i+1)%flushEvery == 0 && i+1 < len(batch) {
+			err = w.Flush()
+		}
+		batch[i].Release()
+	}
+	return err
+}
+
+// writeSched writes what s holds in its order until it is empty or new
+// frames have been queued, which then join it before its next frame or
+// chunk: a frame queued behind a split message waits for at most one
+// chunk of it.
+func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched) error {
+	chunked := false
+	for written := 0; !s.empty(); written++ {
+		if chunked && c.arrived() {
+			return nil
+		}
+		o := s.next()
+		if o.off == 0 && (cw == nil || o.body <= c.chunk || !frame.CanSplit(o.f.Type)) {
+			err := w.WriteFrame(&o.f)
+			s.done(o)
+			if err != nil {
+				return err
+			}
+			if (written+1)%flushEvery == 0 {
+				if err := w.Flush(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		chunked = true
+		next, err := cw.WriteChunk(&o.f, o.off, c.chunk)
+		if err != nil {
+			s.done(o)
+			return err
+		}
+		if o.off = next; next < o.body {
+			s.requeue(o)
+		} else {
+			s.done(o)
+		}
+	}
+	return nil
+}
+
+// arrived reports whether frames have been queued since the writer last
+// took the queue.
+func (c *Conn) arrived() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) > 0 || len(c.urgent) > 0
 }
 
 // writeUrgent writes the PINGs and PONGs taken from the urgent queue,
@@ -675,14 +766,18 @@ func (c *Conn) writeUrgent(w frame.Writer, urgent []frame.Frame) error {
 }
 
 // flushed flushes w unless err is already set, fails the Conn on error and
-// otherwise wakes Drain callers if nothing was queued meanwhile.
-func (c *Conn) flushed(w frame.Writer, err error) error {
+// otherwise, if idle (the writer holds nothing back), wakes Drain callers
+// if nothing was queued meanwhile.
+func (c *Conn) flushed(w frame.Writer, err error, idle bool) error {
 	if err == nil {
 		err = w.Flush()
 	}
 	if err != nil {
 		c.fail(writeError(err))
 		return err
+	}
+	if !idle {
+		return nil
 	}
 	c.mu.Lock()
 	if len(c.queue) == 0 && len(c.urgent) == 0 {

@@ -214,3 +214,10 @@ func serverDefaults() []Option {
 		Keepalive(serverKeepaliveInterval, serverKeepaliveTimeout),
 	}
 }
+
+// ChunkSize sets the largest body a frame is written with, as
+// mux.ChunkSize does: a response or stream item longer than n bytes leaves
+// split into chunks interleaved with the frames behind it.
+func ChunkSize(n int) Option {
+	return func(c *core.Config) { c.Channel.ChunkSize = n }
+}

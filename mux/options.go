@@ -77,3 +77,14 @@ const (
 func AuthKey(key []byte) Option {
 	return func(c *core.Config) { c.Channel.AuthKey = key }
 }
+
+// ChunkSize sets the largest body a frame is written with (default
+// channel.DefaultChunkSize, 16 KiB): a longer request, response or stream
+// item leaves split into chunks of this size, interleaved with the frames
+// queued behind it, so that a small call waits for at most one chunk of a
+// large one instead of all of it. Larger chunks cost fewer frames and
+// writes per large message; smaller ones bound the wait more tightly.
+// It is a demux option too.
+func ChunkSize(n int) Option {
+	return func(c *core.Config) { c.Channel.ChunkSize = n }
+}

@@ -32,7 +32,8 @@ type pipeServer struct {
 
 func newPipeServer(t *testing.T) (*mux.Mux, *pipeServer) {
 	c, s := net.Pipe()
-	m := mux.New(c)
+	// The tests read each request as one frame: no chunks.
+	m := mux.New(c, mux.ChunkSize(2<<20))
 	t.Cleanup(func() {
 		m.Close()
 		s.Close()

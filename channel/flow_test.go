@@ -1,0 +1,186 @@
+package channel_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muxrpc/muxrpc/channel"
+	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
+)
+
+// queued returns a Conn over a pipe with fs queued before its writer
+// starts, so that the writer takes them all in one batch, and the raw bytes
+// its peer receives once the Conn has written everything and closed.
+func queued(t *testing.T, cfg channel.Config, fs ...frame.Frame) []byte {
+	t.Helper()
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	c := channel.New(a, cfg)
+	for i := range fs {
+		require.NoError(t, c.Send(context.Background(), &fs[i]))
+	}
+	done := serve(c)
+	got := make(chan []byte, 1)
+	go func() {
+		all, _ := io.ReadAll(b)
+		got <- all
+	}()
+	require.NoError(t, c.Drain(context.Background()))
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-done, channel.ErrClosed)
+	all := <-got
+	b.Close()
+	require.True(t, bytes.HasPrefix(all, frame.Preface[:]), "the preface first")
+	return all[len(frame.Preface):]
+}
+
+// rawFrame is one frame as it was on the wire.
+type rawFrame struct {
+	typ   frame.Type
+	flags frame.Flags
+	xid   uint64
+	body  int
+}
+
+// rawFrames splits the bytes of a stream after its preface into frames.
+func rawFrames(t *testing.T, b []byte) []rawFrame {
+	var out []rawFrame
+	for len(b) > 0 {
+		require.GreaterOrEqual(t, len(b), frame.HeaderSize)
+		n := int(binary.BigEndian.Uint32(b))
+		out = append(out, rawFrame{frame.Type(b[4]), frame.Flags(b[5]), binary.BigEndian.Uint64(b[6:]), n - frame.MinFrameSize})
+		b = b[4+n:]
+	}
+	return out
+}
+
+// joined reads the frames of b as a receiver does, joining split messages.
+func joined(t *testing.T, b []byte) []frame.Frame {
+	r := frame.Native.NewReader(bytes.NewReader(b), 0)
+	var out []frame.Frame
+	for {
+		var f frame.Frame
+		err := r.ReadFrame(&f)
+		if err == io.EOF {
+			return out
+		}
+		require.NoError(t, err)
+		f.Payload = bytes.Clone(f.Payload)
+		out = append(out, f)
+	}
+}
+
+func response(xid uint64, n int) frame.Frame {
+	f := rpctest.Response(xid, bytes.Repeat([]byte{'x'}, n))
+	return f
+}
+
+// TestSmallFrameOvertakesSplitMessage queues a 100 KiB response and a
+// small one behind it: the small one leaves after the big one's first
+// chunk, and the big one arrives whole.
+func TestSmallFrameOvertakesSplitMessage(t *testing.T) {
+	const chunk = 4096
+	wire := queued(t, channel.Config{ChunkSize: chunk}, response(1, 100<<10), response(2, 10))
+	frames := rawFrames(t, wire)
+	require.Greater(t, len(frames), 25, "the big response leaves in chunks")
+	for i, f := range frames {
+		assert.LessOrEqual(t, f.body, chunk, "frame %d", i)
+	}
+	// The writer takes whole frames ahead of the chunks of a split message.
+	assert.Equal(t, uint64(2), frames[0].xid, "the small response first")
+	assert.Equal(t, frame.FlagMore, frames[1].flags&frame.FlagMore)
+	assert.Zero(t, frames[len(frames)-1].flags&frame.FlagMore, "the last chunk ends the message")
+
+	got := joined(t, wire)
+	require.Len(t, got, 2)
+	assert.Equal(t, uint64(2), got[0].XID)
+	assert.Equal(t, uint64(1), got[1].XID)
+	var payload []byte
+	require.NoError(t, frame.DecodePayload(got[1].Payload, &payload))
+	assert.Equal(t, bytes.Repeat([]byte{'x'}, 100<<10), payload, "joined whole")
+}
+
+// TestSplitMessagesTakeTurns queues two big responses: their chunks
+// alternate.
+func TestSplitMessagesTakeTurns(t *testing.T) {
+	frames := rawFrames(t, queued(t, channel.Config{ChunkSize: 1024}, response(1, 8<<10), response(2, 8<<10)))
+	require.Greater(t, len(frames), 16)
+	for i := 0; i+1 < 16; i += 2 {
+		assert.Equal(t, []uint64{1, 2}, []uint64{frames[i].xid, frames[i+1].xid}, "chunks %d and %d", i, i+1)
+	}
+}
+
+// TestWholeMessagesWithoutSplitting checks that a frame up to the chunk
+// size leaves whole.
+func TestWholeMessagesWithoutSplitting(t *testing.T) {
+	frames := rawFrames(t, queued(t, channel.Config{ChunkSize: 64 << 10}, response(1, 60<<10)))
+	require.Len(t, frames, 1)
+	assert.Zero(t, frames[0].flags&frame.FlagMore)
+}
+
+func withPriority(f frame.Frame, p frame.Priority) frame.Frame {
+	f.Flags = f.Flags.WithPriority(p)
+	return f
+}
+
+// TestPriorityOrder queues frames of every priority: they leave urgent
+// first, low last, and in the order queued within a priority.
+func TestPriorityOrder(t *testing.T) {
+	fs := []frame.Frame{
+		withPriority(*cancelFrame(1), frame.PriorityLow),
+		*cancelFrame(2),
+		*cancelFrame(3),
+		withPriority(*cancelFrame(4), frame.PriorityHigh),
+		withPriority(*cancelFrame(5), frame.PriorityUrgent),
+		*cancelFrame(6),
+	}
+	var order []uint64
+	for _, f := range rawFrames(t, queued(t, channel.Config{}, fs...)) {
+		order = append(order, f.xid)
+	}
+	assert.Equal(t, []uint64{5, 4, 2, 3, 6, 1}, order)
+}
+
+// TestLowPriorityIsNotStarved queues one low-priority frame before 30
+// urgent ones: it leaves after at most 8 of them.
+func TestLowPriorityIsNotStarved(t *testing.T) {
+	fs := []frame.Frame{withPriority(*cancelFrame(100), frame.PriorityLow)}
+	for i := range 30 {
+		fs = append(fs, withPriority(*cancelFrame(uint64(i + 1)), frame.PriorityUrgent))
+	}
+	frames := rawFrames(t, queued(t, channel.Config{}, fs...))
+	at := -1
+	for i, f := range frames {
+		if f.xid == 100 {
+			at = i
+		}
+	}
+	assert.Equal(t, 8, at, "the low frame goes once 8 urgent ones have passed it")
+}
+
+// TestFlowKeepsItsOrder checks that the frames of one request keep their
+// order even when a split message holds up the first: a CANCEL waits for
+// the end of its split REQUEST, and a NOTIFY for the end of a split NOTIFY,
+// while the frames of other requests overtake them.
+func TestFlowKeepsItsOrder(t *testing.T) {
+	big := rpctest.Request(1, "Big.Call", bytes.Repeat([]byte{1}, 20<<10))
+	note := rpctest.Request(0, "Big.Call", bytes.Repeat([]byte{1}, 20<<10))
+	note.Type = frame.TypeNotify
+	smallNote := rpctest.Request(0, "log", "hi")
+	smallNote.Type = frame.TypeNotify
+	fs := []frame.Frame{big, *cancelFrame(1), note, smallNote, *cancelFrame(7)}
+	got := joined(t, queued(t, channel.Config{ChunkSize: 1024}, fs...))
+	var order []string
+	for _, f := range got {
+		order = append(order, f.Type.String()+" "+f.Method)
+	}
+	assert.Equal(t, []string{"CANCEL ", "REQUEST Big.Call", "CANCEL ", "NOTIFY Big.Call", "NOTIFY log"}, order)
+	assert.Equal(t, uint64(7), got[0].XID, "the unrelated CANCEL overtakes")
+}
