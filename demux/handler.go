@@ -23,6 +23,12 @@ type Request struct {
 	// Notify is true when the caller wants no reply: whatever the handler
 	// returns is dropped.
 	Notify bool
+	// Priority is the priority the caller gave the request
+	// (mux.WithPriority); the reply goes back with it.
+	Priority frame.Priority
+	// Key is the request's ordering key (mux.WithKey), or "" for none:
+	// requests with the same key run one at a time, in arrival order.
+	Key string
 
 	payload []byte
 }

@@ -207,10 +207,16 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 // context.AfterFunc, whose short-lived goroutine, if ctx ends first, only
 // queues the CANCEL and finishes the call.
 func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
-	c := &Call{reply: reply, done: make(chan struct{})} // unbuffered: async
+	return m.goCall(ctx, method, args, reply, nil)
+}
+
+// goCall starts an asynchronous call whose then, if not nil, runs once it
+// has finished (see Call.then).
+func (m *Mux) goCall(ctx context.Context, method string, args, reply any, then func() bool) *Call {
+	c := &Call{reply: reply, done: make(chan struct{}), then: then} // unbuffered: async
 	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
 		c.err = err
-		close(c.done)
+		c.closeDone()
 	}
 	return c
 }
@@ -242,6 +248,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	// empties it before the request can leave.
 	f := &c.resp
 	*f = frame.Frame{Type: typ, Method: method}
+	if err := setFlow(ctx, f); err != nil {
+		return notSent(err)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		f.Flags |= frame.FlagDeadline
 		f.Budget = time.Until(deadline)
@@ -289,7 +298,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 
 // watch arranges for an asynchronous call to be abandoned when ctx ends.
 // It runs after the request is queued, so that a CANCEL never overtakes
-// its REQUEST. c.stop is set under the lock that finishing takes first, so
+// its REQUEST. c.then is set under the lock that finishing takes first, so
 // whoever finishes c sees it.
 func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	m.mu.Lock()
@@ -297,12 +306,17 @@ func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	if m.pending.get(c.xid) != c {
 		return // already finished
 	}
-	c.stop = context.AfterFunc(ctx, func() {
+	stop := context.AfterFunc(ctx, func() {
 		if m.abandon(ctx, c) {
 			c.err = fmt.Errorf("mux: call %q: %w", method, ctx.Err())
-			close(c.done)
+			c.closeDone()
 		}
 	})
+	if fn := c.then; fn != nil { // GoFunc's callback
+		c.then = func() bool { stop(); return fn() }
+	} else {
+		c.then = stop
+	}
 }
 
 // unregister removes c from the pending table, reporting whether it was
@@ -412,7 +426,7 @@ type Call struct {
 	xid    uint64
 	seq    atomic.Uint64  // the request's number in the send queue (channel.Conn.SendTracked)
 	done   chan struct{}  // Go: unbuffered, closed when finished; Call: buffered, receives one token
-	stop   func() bool    // Go: stops the AfterFunc watching ctx
+	then   func() bool    // Go: run once finished, after done is closed (closeDone)
 	sent   sync.WaitGroup // Call: waits for a request that refers to args (referMin)
 }
 
@@ -441,11 +455,19 @@ func (c *Call) finish() {
 		c.done <- struct{}{}
 		return
 	}
-	if c.stop != nil {
-		c.stop()
-	}
 	c.err = c.result()
+	c.closeDone()
+}
+
+// closeDone closes the done channel of an asynchronous call that has
+// finished, then runs c.then, if any: it stops the AfterFunc that watched
+// the call's context, and runs GoFunc's callback. Whoever finishes c calls
+// it once, on the goroutine that finished c.
+func (c *Call) closeDone() {
 	close(c.done)
+	if c.then != nil {
+		c.then()
+	}
 }
 
 // result decodes the reply, if any, into c.reply and releases it.
