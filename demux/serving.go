@@ -180,7 +180,7 @@ func (s *serving) Accept(f *frame.Frame) error {
 	r := requestPool.Get().(*request)
 	r.Request = Request{
 		Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify,
-		Priority: f.Flags.Priority(), Key: f.Key, payload: f.Payload,
+		Priority: f.Flags.Priority(), Key: f.Key, in: &r.f,
 	}
 	r.f = *f
 	*f = frame.Frame{}
@@ -612,7 +612,7 @@ func (s *serving) run(r *request) {
 		return
 	}
 	err := s.call(r)
-	r.payload = nil
+	r.in = nil
 	switch {
 	case r.Notify:
 		if err != nil {

@@ -19,13 +19,7 @@ import (
 // channel); it must not make a call with Call and wait for it. A nil fn
 // makes GoFunc the same as Go.
 func (m *Mux) GoFunc(ctx context.Context, method string, args, reply any, fn func(*Call)) *Call {
-	if fn == nil {
-		return m.Go(ctx, method, args, reply)
-	}
-	var c *Call
-	then := func() bool { fn(c); return true }
-	c = m.goCall(ctx, method, args, reply, then)
-	return c
+	return m.goCall(ctx, method, args, reply, fn)
 }
 
 // Group is a set of calls started together, possibly over several Muxes,

@@ -210,10 +210,13 @@ func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
 	return m.goCall(ctx, method, args, reply, nil)
 }
 
-// goCall starts an asynchronous call whose then, if not nil, runs once it
-// has finished (see Call.then).
-func (m *Mux) goCall(ctx context.Context, method string, args, reply any, then func() bool) *Call {
-	c := &Call{reply: reply, done: make(chan struct{}), then: then} // unbuffered: async
+// goCall starts an asynchronous call and has fn, if not nil, called with
+// it once it has finished (see GoFunc).
+func (m *Mux) goCall(ctx context.Context, method string, args, reply any, fn func(*Call)) *Call {
+	c := &Call{reply: reply, done: make(chan struct{})} // unbuffered: async
+	if fn != nil {
+		c.then = func() bool { fn(c); return true }
+	}
 	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
 		c.err = err
 		c.closeDone()
