@@ -197,6 +197,8 @@ func TestCanceledRequestWaitingForItsKey(t *testing.T) {
 	receive(t, gone.Done(), "the canceled call finished")
 	assert.True(t, errors.Is(gone.Err(), context.Canceled), "err: %v", gone.Err())
 	after := m.Go(k, "after", nil, nil)
+	// The reader has handled gone's CANCEL once it has queued after.
+	waitFor(t, "gone and after waiting behind key k", func() bool { return d.keyWaiting("k") == 2 })
 	close(h.gate)
 	assert.Equal(t, "after", receive(t, h.started, "the request after the canceled one started"))
 	receive(t, after.Done(), "the last call of key k finished")
