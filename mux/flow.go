@@ -78,3 +78,9 @@ func setFlow(ctx context.Context, f *frame.Frame) error {
 	}
 	return nil
 }
+
+// cancelFlags are the flags of the CANCEL of a call made with ctx: the
+// call's priority.
+func cancelFlags(ctx context.Context) frame.Flags {
+	return frame.Flags(0).WithPriority(flowOf(ctx).priority)
+}

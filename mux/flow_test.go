@@ -75,3 +75,25 @@ func TestTooLongKeyFailsBeforeSending(t *testing.T) {
 	require.NoError(t, p.Mux.Call(context.Background(), "m", nil, nil), "the Mux goes on")
 	assert.Equal(t, int32(1), ran.Load(), "a handler ran for a request with a too long key")
 }
+
+func TestRequestAndCancelCarryPriorityAndKeyOnTheWire(t *testing.T) {
+	m, srv := fakeServer(t, transport.Pipe)
+	srv.Preface()
+	require.NoError(t, srv.R.ReadPreface())
+	ctx, cancel := context.WithCancel(mux.WithKey(mux.WithPriority(context.Background(), mux.PriorityHigh), "k"))
+	c := m.Go(ctx, "x", nil, nil)
+	req := srv.Read()
+	assert.Equal(t, frame.PriorityHigh, req.Flags.Priority(), "request %v", &req)
+	assert.NotZero(t, req.Flags&frame.FlagKey, "request %v", &req)
+	assert.Equal(t, "k", req.Key)
+	cancel()
+	await(t, c.Done(), "the canceled call finished")
+	f := srv.Read()
+	assert.Equal(t, frame.TypeCancel, f.Type)
+	assert.Equal(t, req.XID, f.XID)
+	assert.Equal(t, frame.PriorityHigh, f.Flags.Priority(), "cancel %v", &f)
+
+	require.NoError(t, m.Notify(context.Background(), "plain", nil))
+	plain := srv.Read()
+	assert.Zero(t, plain.Flags, "a call without priority or key: %v", &plain)
+}

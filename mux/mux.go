@@ -335,14 +335,14 @@ func (m *Mux) unregister(c *Call) bool {
 }
 
 // abandon gives up on c because its context ended. If c was still waiting,
-// it tells the server with a CANCEL frame and reports true; the caller then
-// owns c. The CANCEL is best effort: ctx is already done, so Send does not
-// wait for room in a full send queue.
+// it tells the server with a CANCEL frame, at the call's priority, and
+// reports true; the caller then owns c. The CANCEL is best effort: ctx is
+// already done, so Send does not wait for room in a full send queue.
 func (m *Mux) abandon(ctx context.Context, c *Call) bool {
 	if !m.unregister(c) {
 		return false
 	}
-	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, XID: c.xid})
+	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, Flags: cancelFlags(ctx), XID: c.xid})
 	return true
 }
 
