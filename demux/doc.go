@@ -46,9 +46,9 @@
 // arrival order, like the messages of an actor's mailbox; requests with
 // other keys or none run in parallel, all within the same Workers and
 // MaxInFlight. A request waiting for the one before it with its key holds
-// no worker and holds up no other request; it starts, at its own
-// priority, once that one is done, so within one key arrival order wins
-// over priority.
+// no worker and holds up no other request (it does count in MaxInFlight,
+// as a queued request); it starts, at its own priority, once that one is
+// done, so within one key arrival order wins over priority.
 //
 // A [Server] faces clients it may not trust, so its defaults bound what a
 // client can hold without sending requests or while sending them slowly:

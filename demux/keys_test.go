@@ -29,6 +29,11 @@ func (d *DeMux) keysLeft() int {
 func (d *DeMux) keyWaiting(key string) int {
 	d.s.mu.Lock()
 	defer d.s.mu.Unlock()
+	return d.keyWaitingLocked(key)
+}
+
+// keyWaitingLocked is keyWaiting with d.s.mu held.
+func (d *DeMux) keyWaitingLocked(key string) int {
 	if q := d.s.keys[key]; q != nil {
 		return q.len()
 	}
@@ -205,4 +210,58 @@ func TestCanceledRequestWaitingForItsKey(t *testing.T) {
 	require.NoError(t, after.Err())
 	receive(t, block.Done(), "the blocking call finished")
 	waitFor(t, "key k forgotten", func() bool { return d.keysLeft() == 0 })
+}
+
+func TestKeyedRequestsHeldPastMaxInFlightKeepTheirOrder(t *testing.T) {
+	// MaxInFlight(3): most requests are held first, then queued as others
+	// retire, and go behind their key from there. Requests waiting for
+	// their key count in MaxInFlight, which bounds the memory they hold.
+	const perKey = 50
+	var mu sync.Mutex
+	got := map[string][]int{} // guarded by mu
+	done := make(chan struct{}, 2*perKey)
+	gate := make(chan struct{})
+	d, m := startPair(t, HandlerFunc(func(ctx context.Context, req *Request) (any, error) {
+		var seq int
+		if err := req.Decode(&seq); err != nil {
+			return nil, err
+		}
+		if req.Key == "a" && seq == 0 {
+			select { // until the rest are held
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		mu.Lock()
+		got[req.Key] = append(got[req.Key], seq)
+		mu.Unlock()
+		done <- struct{}{}
+		return nil, nil
+	}), MaxInFlight(3))
+	a, b := mux.WithKey(t.Context(), "a"), mux.WithKey(t.Context(), "b")
+	for seq := range perKey {
+		require.NoError(t, m.Notify(a, "seq", seq))
+		require.NoError(t, m.Notify(b, "seq", seq))
+	}
+	// Requests waiting for their key count as in flight: a0 runs, a1 and
+	// a2 wait behind it, b0 and b1 have run, and the rest are held.
+	waitFor(t, "95 requests held past MaxInFlight behind a0, a1 and a2", func() bool {
+		d.s.mu.Lock()
+		defer d.s.mu.Unlock()
+		return d.s.held.len() == 2*perKey-5 && d.keyWaitingLocked("a") == 2
+	})
+	close(gate)
+	for i := range 2 * perKey {
+		receive(t, done, fmt.Sprintf("request %d of %d ran", i+1, 2*perKey))
+	}
+	want := make([]int, perKey)
+	for i := range want {
+		want[i] = i
+	}
+	mu.Lock()
+	assert.Equal(t, want, got["a"], "key a")
+	assert.Equal(t, want, got["b"], "key b")
+	mu.Unlock()
+	waitFor(t, "every key forgotten", func() bool { return d.keysLeft() == 0 })
 }
