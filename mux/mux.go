@@ -465,7 +465,8 @@ func (c *Call) finish() {
 // closeDone closes the done channel of an asynchronous call that has
 // finished, then runs c.then, if any: it stops the AfterFunc that watched
 // the call's context, and runs GoFunc's callback. Whoever finishes c calls
-// it once, on the goroutine that finished c.
+// it once, on the goroutine that finished c. If ctx ends between the two,
+// the AfterFunc's goroutine finds the call finished and only exits.
 func (c *Call) closeDone() {
 	close(c.done)
 	if c.then != nil {
