@@ -207,10 +207,19 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 // context.AfterFunc, whose short-lived goroutine, if ctx ends first, only
 // queues the CANCEL and finishes the call.
 func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
+	return m.goCall(ctx, method, args, reply, nil)
+}
+
+// goCall starts an asynchronous call and has fn, if not nil, called with
+// it once it has finished (see GoFunc).
+func (m *Mux) goCall(ctx context.Context, method string, args, reply any, fn func(*Call)) *Call {
 	c := &Call{reply: reply, done: make(chan struct{})} // unbuffered: async
+	if fn != nil {
+		c.then = func() bool { fn(c); return true }
+	}
 	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
 		c.err = err
-		close(c.done)
+		c.closeDone()
 	}
 	return c
 }
@@ -242,6 +251,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	// empties it before the request can leave.
 	f := &c.resp
 	*f = frame.Frame{Type: typ, Method: method}
+	if err := setFlow(ctx, f); err != nil {
+		return notSent(err)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		f.Flags |= frame.FlagDeadline
 		f.Budget = time.Until(deadline)
@@ -289,7 +301,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 
 // watch arranges for an asynchronous call to be abandoned when ctx ends.
 // It runs after the request is queued, so that a CANCEL never overtakes
-// its REQUEST. c.stop is set under the lock that finishing takes first, so
+// its REQUEST. c.then is set under the lock that finishing takes first, so
 // whoever finishes c sees it.
 func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	m.mu.Lock()
@@ -297,12 +309,17 @@ func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	if m.pending.get(c.xid) != c {
 		return // already finished
 	}
-	c.stop = context.AfterFunc(ctx, func() {
+	stop := context.AfterFunc(ctx, func() {
 		if m.abandon(ctx, c) {
 			c.err = fmt.Errorf("mux: call %q: %w", method, ctx.Err())
-			close(c.done)
+			c.closeDone()
 		}
 	})
+	if fn := c.then; fn != nil { // GoFunc's callback
+		c.then = func() bool { stop(); return fn() }
+	} else {
+		c.then = stop
+	}
 }
 
 // unregister removes c from the pending table, reporting whether it was
@@ -318,14 +335,14 @@ func (m *Mux) unregister(c *Call) bool {
 }
 
 // abandon gives up on c because its context ended. If c was still waiting,
-// it tells the server with a CANCEL frame and reports true; the caller then
-// owns c. The CANCEL is best effort: ctx is already done, so Send does not
-// wait for room in a full send queue.
+// it tells the server with a CANCEL frame, at the call's priority, and
+// reports true; the caller then owns c. The CANCEL is best effort: ctx is
+// already done, so Send does not wait for room in a full send queue.
 func (m *Mux) abandon(ctx context.Context, c *Call) bool {
 	if !m.unregister(c) {
 		return false
 	}
-	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, XID: c.xid})
+	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, Flags: cancelFlags(ctx), XID: c.xid})
 	return true
 }
 
@@ -412,7 +429,7 @@ type Call struct {
 	xid    uint64
 	seq    atomic.Uint64  // the request's number in the send queue (channel.Conn.SendTracked)
 	done   chan struct{}  // Go: unbuffered, closed when finished; Call: buffered, receives one token
-	stop   func() bool    // Go: stops the AfterFunc watching ctx
+	then   func() bool    // Go: run once finished, after done is closed (closeDone)
 	sent   sync.WaitGroup // Call: waits for a request that refers to args (referMin)
 }
 
@@ -441,11 +458,20 @@ func (c *Call) finish() {
 		c.done <- struct{}{}
 		return
 	}
-	if c.stop != nil {
-		c.stop()
-	}
 	c.err = c.result()
+	c.closeDone()
+}
+
+// closeDone closes the done channel of an asynchronous call that has
+// finished, then runs c.then, if any: it stops the AfterFunc that watched
+// the call's context, and runs GoFunc's callback. Whoever finishes c calls
+// it once, on the goroutine that finished c. If ctx ends between the two,
+// the AfterFunc's goroutine finds the call finished and only exits.
+func (c *Call) closeDone() {
 	close(c.done)
+	if c.then != nil {
+		c.then()
+	}
 }
 
 // result decodes the reply, if any, into c.reply and releases it.
