@@ -177,6 +177,9 @@ func TestWithinAKeyArrivalOrderWinsOverPriority(t *testing.T) {
 	block := m.Go(k, "block", nil, nil)
 	require.Equal(t, "block", receive(t, h.started, "the blocking request started"))
 	low := m.Go(mux.WithPriority(k, frame.PriorityLow), "low", nil, nil)
+	// Sent together, the urgent request would leave first (the writer
+	// sends higher priorities first): let the low one arrive first.
+	waitFor(t, "the low request waiting behind key k", func() bool { return d.keyWaiting("k") == 1 })
 	urgent := m.Go(mux.WithPriority(k, frame.PriorityUrgent), "urgent", nil, nil)
 	waitFor(t, "two requests waiting behind key k", func() bool { return d.keyWaiting("k") == 2 })
 	close(h.gate)

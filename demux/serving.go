@@ -185,6 +185,9 @@ func (s *serving) Accept(f *frame.Frame) error {
 	r.f = *f
 	*f = frame.Frame{}
 	r.ctx = newReqContext(s.conn, r.f.Flags&frame.FlagDeadline != 0, r.f.Budget)
+	if r.f.Flags&frame.FlagStream != 0 {
+		r.ctx.setStream(newServerStream(s, &r.f))
+	}
 	s.mu.Lock()
 	if r.XID != 0 {
 		if _, dup := s.active[r.XID]; dup {
@@ -598,6 +601,9 @@ func (s *serving) reapParked() {
 
 // run calls the handler and sends the reply; the caller retires r.
 func (s *serving) run(r *request) {
+	if st := r.ctx.stream(); st != nil {
+		defer st.end() // late PUSHes are dropped; a Yield left running fails
+	}
 	if s.base.Err() != nil {
 		// Stopped: Stop cancels contexts one by one, so r's may not have
 		// ended yet, but nothing starts now and no reply could leave.

@@ -53,8 +53,10 @@ func WithPriority(ctx context.Context, p Priority) context.Context {
 // Notify and a Group's calls) carry the ordering key key: the serving side
 // runs the requests of one key one at a time, in the order they arrive,
 // while requests with other keys or none run in parallel (see package
-// demux). Requests that one goroutine sends arrive in the order it sent
-// them. An empty key means none. A key longer than frame.MaxKeyLen (255)
+// demux). Requests that one goroutine sends at one priority arrive in the
+// order it sent them; the writer sends higher priorities first, so give the
+// calls of a key one priority when their order matters. An empty key means
+// none. A key longer than frame.MaxKeyLen (255)
 // bytes makes each call fail before sending, with an error wrapping
 // ErrNotSent. It keeps the priority of ctx, if any.
 func WithKey(ctx context.Context, key string) context.Context {

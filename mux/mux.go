@@ -55,8 +55,9 @@ type Mux struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	pending pendingTable // calls waiting for a reply, by xid; guarded by mu
-	err     error        // set once the Mux can take no new calls; guarded by mu
+	pending pendingTable       // calls waiting for a reply, by xid; guarded by mu
+	streams map[uint64]*Stream // the streams among them; guarded by mu
+	err     error              // set once the Mux can take no new calls; guarded by mu
 
 	finished int // calls the reader has finished; only the reader touches it
 }
@@ -174,7 +175,7 @@ func (m *Mux) Err() error {
 func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 	c := getCall()
 	c.reply = reply
-	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
+	if err := m.start(ctx, c, frame.TypeRequest, method, args, nil); err != nil {
 		putCall(c)
 		return err
 	}
@@ -217,7 +218,7 @@ func (m *Mux) goCall(ctx context.Context, method string, args, reply any, fn fun
 	if fn != nil {
 		c.then = func() bool { fn(c); return true }
 	}
-	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
+	if err := m.start(ctx, c, frame.TypeRequest, method, args, nil); err != nil {
 		c.err = err
 		c.closeDone()
 	}
@@ -230,14 +231,15 @@ func (m *Mux) goCall(ctx context.Context, method string, args, reply any, fn fun
 // too large, ctx ends while the send queue is full, or the stream is gone.
 func (m *Mux) Notify(ctx context.Context, method string, args any) error {
 	c := getCall()
-	err := m.start(ctx, c, frame.TypeNotify, method, args)
+	err := m.start(ctx, c, frame.TypeNotify, method, args, nil)
 	putCall(c)
 	return err
 }
 
 // start encodes and queues the request for c. For a TypeRequest it
-// registers c under a fresh xid first; on error nothing stays registered.
-func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string, args any) error {
+// registers c under a fresh xid first, and st, if not nil, as the stream
+// of its results and arguments; on error nothing stays registered.
+func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string, args any, st *Stream) error {
 	if err := ctx.Err(); err != nil {
 		return notSent(fmt.Errorf("mux: call %q: %w", method, err))
 	}
@@ -277,6 +279,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	if typ == frame.TypeRequest {
 		c.xid = m.pending.add(c)
 		f.XID = c.xid
+		if st != nil {
+			m.addStream(c.xid, st, f)
+		}
 	}
 	m.mu.Unlock()
 	err := m.ch.SendTracked(ctx, f, &c.seq) // from here on, the reply may arrive in f
@@ -290,6 +295,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 		err = fmt.Errorf("mux: call %q: %w", method, err)
 	} else {
 		err = m.closedError(err)
+	}
+	if st != nil {
+		m.removeStream(c.xid, st)
 	}
 	if typ == frame.TypeRequest && !m.unregister(c) {
 		// fail or abandon took the call first and finishes it with its
@@ -356,6 +364,9 @@ func (r *replies) Reply(f *frame.Frame) {
 	m := (*Mux)(r)
 	m.mu.Lock()
 	c := m.pending.remove(f.XID)
+	if len(m.streams) > 0 {
+		delete(m.streams, f.XID) // its YIELDs have all come: they precede the reply
+	}
 	m.mu.Unlock()
 	if c == nil { // its caller gave up; drop the late reply
 		if m.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -400,6 +411,7 @@ func (r *replies) Fail(cause error) {
 		m.err = err
 	}
 	pending := m.pending.takeAll()
+	m.streams = nil
 	m.mu.Unlock()
 	for _, c := range pending {
 		c.sent.Wait() // a request that refers to its caller's bytes is let go first
