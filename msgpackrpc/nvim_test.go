@@ -55,9 +55,9 @@ func testCtx(t testing.TB) context.Context {
 
 // apiInfo is nvim_get_api_info's answer.
 type apiInfo struct {
-	_       struct{} `msgpack:",as_array"`
-	Channel int64
-	Meta    struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Channel  int64
+	Meta     struct {
 		Types map[string]struct {
 			ID     int8   `msgpack:"id"`
 			Prefix string `msgpack:"prefix"`
