@@ -268,11 +268,14 @@ func (w *mrpcWriter) WriteFrame(f *Frame) error {
 		b = append(b, p...)
 		return w.writeTail(b, f.tail)
 	}
+	start := len(b)
 	b, err := appendCompact(b, p)
-	w.nw.buf.b = b // appending may have outgrown the pooled buffer; fine
 	if err != nil {
-		return err
+		// Not msgpack (a payload made by hand): sent as it is, as the
+		// native dialect would, for the peer to judge.
+		b = append(b[:start], p...)
 	}
+	w.nw.buf.b = b // appending may have outgrown the pooled buffer; fine
 	return w.flushIfFull()
 }
 

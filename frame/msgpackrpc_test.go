@@ -352,3 +352,11 @@ func TestAppendCompact(t *testing.T) {
 	_, err = appendCompact(nil, unhex(t, "01 02"))
 	assert.ErrorIs(t, err, ErrMalformed)
 }
+
+// TestMsgpackRPCWritesRawPayloadAsIs checks that a payload that is not
+// msgpack, which only a hand-made payload can be, is written unchanged
+// rather than failing the stream.
+func TestMsgpackRPCWritesRawPayloadAsIs(t *testing.T) {
+	f := &Frame{Type: TypeResponse, XID: 1, Payload: []byte{0x92, 0x01}}
+	assert.Equal(t, "940101c09201", hex.EncodeToString(mrpcWrite(t, f)))
+}
