@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,8 +155,8 @@ func run(args []string, out io.Writer) error {
 		}
 	}
 	nv, _ := exec.Command(nvim, "--version").Output()
-	fmt.Fprintf(out, "Calls/s, median of %d rounds of %v (min–max); %s; GOMAXPROCS=%s\n\n",
-		*rounds, *duration, strings.SplitN(string(nv), "\n", 2)[0], os.Getenv("GOMAXPROCS"))
+	fmt.Fprintf(out, "Calls/s, median of %d rounds of %v (min–max); %s; %s; GOMAXPROCS=%d\n\n",
+		*rounds, *duration, strings.SplitN(string(nv), "\n", 2)[0], runtime.Version(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(out, "| system |")
 	for _, n := range counts {
 		fmt.Fprintf(out, " %d callers |", n)
