@@ -179,9 +179,10 @@ func TestPynvimCallsGo(t *testing.T) {
 	}, got)
 	select {
 	case info := <-clientInfo:
-		assert.NotEmpty(t, info, "nvim_set_client_info's params")
-	default:
-		t.Error("pynvim's nvim_set_client_info notification did not arrive before its requests were answered")
+		require.NotEmpty(t, info, "nvim_set_client_info's params")
+		assert.Equal(t, "python3-client", info[0], "the client's name")
+	case <-time.After(10 * time.Second):
+		t.Error("pynvim's nvim_set_client_info notification did not reach its handler within 10s")
 	}
 }
 
