@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/msgpackrpc"
@@ -84,4 +86,60 @@ func Example_neovim() {
 		panic(err)
 	}
 	fmt.Println(reply) // hello, one and two
+}
+
+// Point travels as msgpack ext type 5 whose data is the array [X, Y]: the
+// two methods are all it takes to make a Go type an ext type, for calls,
+// results and handlers alike, without a process-wide registry.
+type Point struct{ X, Y int }
+
+func (p Point) EncodeMsgpack(enc *msgpack.Encoder) error {
+	return msgpackrpc.EncodeExt(enc, 5, []int{p.X, p.Y})
+}
+
+func (p *Point) DecodeMsgpack(dec *msgpack.Decoder) error {
+	var xy []int
+	if err := msgpackrpc.DecodeExt(dec, 5, &xy); err != nil {
+		return err
+	}
+	if len(xy) != 2 {
+		return fmt.Errorf("a Point has 2 coordinates, not %d", len(xy))
+	}
+	p.X, p.Y = xy[0], xy[1]
+	return nil
+}
+
+// An ext type of one's own, as Neovim's Buffer, Window and Tabpage are
+// written: Point above encodes and decodes itself with EncodeExt and
+// DecodeExt. An ext whose type has no Go type decodes into an Ext.
+func ExampleEncodeExt() {
+	client, server, err := channel.Pipe()
+	if err != nil {
+		panic(err)
+	}
+	r := demux.NewRouter()
+	r.Handle("mirror", demux.Func(func(ctx context.Context, args []Point) (Point, error) {
+		return Point{X: -args[0].X, Y: args[0].Y}, nil
+	}))
+	d := demux.New(server, r, msgpackrpc.Dialect())
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	m := mux.New(client, msgpackrpc.Dialect())
+
+	var p Point
+	if err := m.Call(context.Background(), "mirror", []Point{{X: 3, Y: 4}}, &p); err != nil {
+		panic(err)
+	}
+	fmt.Printf("%+v\n", p)
+	var raw msgpackrpc.Ext
+	if err := m.Call(context.Background(), "mirror", []Point{{X: 1, Y: 2}}, &raw); err != nil {
+		panic(err)
+	}
+	fmt.Printf("ext type %d, data % x\n", raw.Type, raw.Data)
+
+	m.Close()
+	<-served
+	// Output:
+	// {X:-3 Y:4}
+	// ext type 5, data 92 ff 02
 }

@@ -69,6 +69,7 @@ def setup():
         out['buf'] = [type(b).__name__, b.handle]
         out['take_buf'] = nvim.request('take_buf', b)
         out['strmap'] = nvim.request('strmap')
+        out['mapback'] = nvim.request('mapback', {'a': 1, 'b': [1, 'x'], 'c': {'d': None}})
     except Exception as e:
         out['error'] = repr(e)
     finally:
@@ -140,6 +141,11 @@ func TestPynvimCallsGo(t *testing.T) {
 	r.Handle("take_buf", demux.Func(func(ctx context.Context, args []msgpackrpc.Buffer) (int64, error) {
 		return int64(args[0]) * 10, nil
 	}))
+	r.Handle("mapback", demux.Func(func(ctx context.Context, args []map[string]any) (map[string]any, error) {
+		m := args[0]
+		m["go"] = true
+		return m, nil
+	}))
 	r.Handle("strmap", demux.Func(func(ctx context.Context, args []any) (map[string]any, error) {
 		return map[string]any{"k": "v", "n": int64(1)}, nil
 	}))
@@ -176,6 +182,7 @@ func TestPynvimCallsGo(t *testing.T) {
 		"buf":       []any{"Buffer", 5.0},
 		"take_buf":  50.0,
 		"strmap":    map[string]any{"k": "v", "n": 1.0},
+		"mapback":   map[string]any{"a": 1.0, "b": []any{1.0, "x"}, "c": map[string]any{"d": nil}, "go": true},
 	}, got)
 	select {
 	case info := <-clientInfo:
