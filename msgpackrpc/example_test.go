@@ -93,10 +93,12 @@ func Example_neovim() {
 // results and handlers alike, without a process-wide registry.
 type Point struct{ X, Y int }
 
+// EncodeMsgpack writes p as ext type 5.
 func (p Point) EncodeMsgpack(enc *msgpack.Encoder) error {
 	return msgpackrpc.EncodeExt(enc, 5, []int{p.X, p.Y})
 }
 
+// DecodeMsgpack reads an ext of type 5 into p.
 func (p *Point) DecodeMsgpack(dec *msgpack.Decoder) error {
 	var xy []int
 	if err := msgpackrpc.DecodeExt(dec, 5, &xy); err != nil {
