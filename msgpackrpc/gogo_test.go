@@ -296,3 +296,63 @@ func TestPeerViolations(t *testing.T) {
 		assert.Equal(t, "bad message", re.Message)
 	})
 }
+
+// TestShutdownWithoutGoAway checks what a server's graceful shutdown does
+// without a GOAWAY on the wire: the request in flight is answered, a
+// request that arrives meanwhile is refused with an error that says so,
+// then the stream closes and the client's later calls fail with ErrClosed.
+func TestShutdownWithoutGoAway(t *testing.T) {
+	c, s, err := transport.Pair(transport.Pipe)
+	require.NoError(t, err)
+	g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	d := demux.New(s, testRouter(g), msgpackrpc.Dialect())
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	m := mux.New(c, msgpackrpc.Dialect())
+	defer m.Close()
+	ctx := testCtx(t)
+
+	inFlight := m.Go(ctx, "block", []int{7}, new(int))
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not start within 10s")
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- d.Shutdown(ctx) }()
+	// Wait, bounded, until the DeMux refuses new requests: until then a
+	// call may still be served.
+	var refused error
+	deadline := time.After(10 * time.Second)
+	for refused == nil {
+		select {
+		case <-deadline:
+			t.Fatal("the shutting-down DeMux did not refuse a new request within 10s")
+		default:
+		}
+		var n int
+		if err := m.Call(ctx, "add", []int{1}, &n); err != nil {
+			refused = err
+		}
+	}
+	var re *frame.RemoteError
+	require.ErrorAs(t, refused, &re)
+	assert.Equal(t, frame.CodeApplication, re.Code, "CodeShutdown travels as Neovim's Exception")
+	assert.Contains(t, re.Message, "shut")
+
+	close(g.release)
+	select {
+	case <-inFlight.Done():
+		require.NoError(t, inFlight.Err(), "the request in flight is answered")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request in flight was not answered within 10s")
+	}
+	require.NoError(t, <-shut)
+	require.NoError(t, <-served)
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client's connection did not end within 10s of the server closing it")
+	}
+	assert.ErrorIs(t, m.Call(ctx, "add", []int{1}, nil), mux.ErrClosed)
+}
