@@ -20,9 +20,24 @@
 // params; any other value v is sent as [v], and nil as []. A handler
 // receives the params array: decode it into a slice or an as_array struct.
 //
+// Errors cross as Neovim's [type, message]: a *frame.RemoteError of code
+// CodeBadRequest or CodeNoMethod is sent as Validation (1), any other as
+// Exception (0), and a received Validation error arrives as CodeBadRequest,
+// any other error value as CodeApplication, with the peer's message.
+// Neovim's errors thus keep their type both ways; between two muxrpc ends
+// other codes are not kept. An error that Neovim sends for msgid 0 reports
+// a protocol violation of this side: the connection ends with an error
+// wrapping frame.ErrPeerViolation and Neovim's message.
+//
+// A Mux numbers its calls' msgids from 1, wrapping at 2^32 and skipping
+// those still in flight.
+//
 // Neovim's Buffer, Window and Tabpage handles travel as msgpack ext types
 // 0, 1 and 2; the types of the same names here encode and decode them.
 // Any other ext type is written the same way, with [EncodeExt] and
 // [DecodeExt] in the EncodeMsgpack and DecodeMsgpack methods of a Go type;
-// [Ext] holds an ext value of any type id.
+// [Ext] holds an ext value of any type id. An ext decoded into an
+// interface value (an any, a []any) is an error unless its type is
+// registered with msgpack.RegisterExt, which is process-wide: decode into
+// typed values instead.
 package msgpackrpc
