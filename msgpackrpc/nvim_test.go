@@ -53,11 +53,11 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// apiInfo is nvim_get_api_info's answer.
+// apiInfo is nvim_get_api_info's answer, the array [channel, metadata]
+// (msgpack decodes a struct from an array by field order).
 type apiInfo struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Channel  int64
-	Meta     struct {
+	Channel int64
+	Meta    struct {
 		Types map[string]struct {
 			ID     int8   `msgpack:"id"`
 			Prefix string `msgpack:"prefix"`
