@@ -268,6 +268,11 @@ func (w *mrpcWriter) WriteFrame(f *Frame) error {
 		b = append(b, p...)
 		return w.writeTail(b, tail)
 	}
+	if len(p) >= directWrite && !hasWideInts(p) {
+		// Nothing to rewrite: written straight from the payload, as the
+		// native writer does, rather than copied into the buffer.
+		return w.writeTail(b, p)
+	}
 	start := len(b)
 	b, err := appendCompact(b, p)
 	if err != nil {
@@ -388,6 +393,46 @@ func appendCompact(dst, src []byte) ([]byte, error) {
 		return dst, fmt.Errorf("%w: %d bytes after the payload value", ErrMalformed, len(src)-i)
 	}
 	return dst, nil
+}
+
+// hasWideInts reports whether the msgpack value that is all of p holds an
+// integer that appendCompact would shorten, or is not well-formed (which
+// appendCompact then handles).
+func hasWideInts(p []byte) bool {
+	var scratch [9]byte
+	i := 0
+	for left := 1; left > 0; left-- {
+		if i >= len(p) {
+			return true
+		}
+		c := p[i]
+		if c >= 0xcc && c <= 0xd3 {
+			n := 1 << ((c - 0xcc) & 3)
+			if len(p)-i-1 < n {
+				return true
+			}
+			v := readBE(p[i+1 : i+1+n])
+			var short []byte
+			if c <= 0xcf {
+				short = appendUint(scratch[:0], v)
+			} else {
+				shift := 64 - 8*n
+				short = appendInt(scratch[:0], int64(v<<shift)>>shift)
+			}
+			if len(short) < 1+n {
+				return true
+			}
+			i += 1 + n
+			continue
+		}
+		skip, count, next, err := valueHeader(p, i)
+		if err != nil || skip > int64(len(p)-next) || count > int64(len(p)-next) {
+			return true
+		}
+		i = next + int(skip)
+		left += int(count)
+	}
+	return i != len(p)
 }
 
 // readBE reads a big-endian unsigned integer of 1, 2, 4 or 8 bytes.

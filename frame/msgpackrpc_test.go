@@ -360,3 +360,36 @@ func TestMsgpackRPCWritesRawPayloadAsIs(t *testing.T) {
 	f := &Frame{Type: TypeResponse, XID: 1, Payload: []byte{0x92, 0x01}}
 	assert.Equal(t, "940101c09201", hex.EncodeToString(mrpcWrite(t, f)))
 }
+
+// TestHasWideInts checks the scan that lets a large payload with nothing
+// to rewrite be written straight from where it lies.
+func TestHasWideInts(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"92 01 c4 02 6162", false},
+		{"cc 80", false},       // uint8 128 is already shortest
+		{"cc 05", true},        // 5 fits a fixint
+		{"d0 80", false},       // int8 -128 is shortest
+		{"d0 ff", true},        // -1 fits a negative fixint
+		{"d1 ff80", true},      // int16 -128 fits an int8
+		{"ce 00010000", false}, // 65536 needs 4 bytes
+		{"91 d3 0000000000000001", true},
+		{"92 01", true}, // not well-formed: appendCompact decides
+	} {
+		assert.Equal(t, tt.want, hasWideInts(unhex(t, tt.in)), tt.in)
+	}
+	// A large payload written straight: bytes unchanged, ints compacted
+	// when it has any.
+	big := bytes.Repeat([]byte{0xab}, 2*directWrite)
+	f := payloadFrame(t, &Frame{Type: TypeResponse, XID: 1}, big)
+	got := mrpcWrite(t, f)
+	assert.True(t, bytes.Equal(append(unhex(t, "94 01 01 c0"), f.Payload...), got), "a large payload without integers is written unchanged")
+	f = payloadFrame(t, &Frame{Type: TypeResponse, XID: 1}, []any{int64(1), big})
+	got = mrpcWrite(t, f)
+	head := unhex(t, "94 01 01 c0 92 01 c6 00010000")
+	require.Equal(t, len(head)+len(big), len(got))
+	assert.Equal(t, head, got[:len(head)], "int64(1) shortened")
+	assert.True(t, bytes.Equal(big, got[len(head):]))
+}
