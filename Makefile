@@ -76,3 +76,8 @@ bench-peers:
 ## bench-peers-quick: the key cells only, under two minutes; writes docs/peers/results.md
 bench-peers-quick:
 	cd bench && $(GO) run ./cmd/peerbench -quick -out ../docs/peers
+
+## bench-nvim: muxrpc in the msgpack-rpc dialect against nvim --embed, and Go to Go (native and msgpack-rpc) over a child's stdio, at 1, 16 and 256 callers (needs nvim; bench/README.md)
+.PHONY: bench-nvim
+bench-nvim:
+	cd bench && $(GO) run ./cmd/nvimbench

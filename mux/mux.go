@@ -104,7 +104,9 @@ func start(rwc io.ReadWriteCloser, cfg core.Config) *Mux {
 // attach returns the Mux of conn, making it if conn has none yet.
 func attach(conn *core.Conn) *Mux {
 	r := conn.SetCaller(func() core.Caller {
-		return (*replies)(&Mux{conn: conn, ch: conn.Channel(), log: conn.Logger()})
+		m := &Mux{conn: conn, ch: conn.Channel(), log: conn.Logger()}
+		m.pending.narrow = newNarrowTable(m.ch.Codec())
+		return (*replies)(m)
 	})
 	return (*Mux)(r.(*replies))
 }
