@@ -115,7 +115,7 @@ func (msgpackRPC) NewWriter(w io.Writer) Writer {
 // the writer shortens count at their length before.
 func (msgpackRPC) FrameSize(f *Frame) int {
 	const head = 1 + 1 + 5 // array header, type, msgid
-	payload := len(f.Payload) + len(referred(f))
+	payload := len(f.Payload) + len(f.tail())
 	switch f.Type {
 	case TypeRequest, TypeNotify:
 		return head + strHeaderLen(len(f.Method)) + len(f.Method) + 1 + max(payload, 1)
@@ -264,7 +264,7 @@ func (w *mrpcWriter) WriteFrame(f *Frame) error {
 	case params && !isArrayStart(p[0]):
 		b = append(b, 0x91) // params must be an array: [v]
 	}
-	if tail := referred(f); tail != nil { // p is a bin header, the bytes follow in tail
+	if tail := f.tail(); tail != nil { // p is a bin header, the bytes follow in tail
 		b = append(b, p...)
 		return w.writeTail(b, tail)
 	}
@@ -282,22 +282,6 @@ func (w *mrpcWriter) WriteFrame(f *Frame) error {
 	}
 	w.nw.buf.b = b // appending may have outgrown the pooled buffer; fine
 	return w.flushIfFull()
-}
-
-// referred returns the rest of f's payload that f refers to (see
-// ReferBytes), or nil. Frame's tail is a field here and a method on a
-// branch being merged; tailOf takes either, so that this file builds on
-// both. Once merged, it is f.tail().
-func referred(f *Frame) []byte { return tailOf(f.tail) }
-
-func tailOf[T []byte | func() []byte](t T) []byte {
-	switch v := any(t).(type) {
-	case []byte:
-		return v
-	case func() []byte:
-		return v()
-	}
-	return nil
 }
 
 // writeTail finishes a message whose last bytes are tail, a referred []byte.

@@ -356,3 +356,17 @@ func TestShutdownWithoutGoAway(t *testing.T) {
 	}
 	assert.ErrorIs(t, m.Call(ctx, "add", []int{1}, nil), mux.ErrClosed)
 }
+
+// TestNoStreamsInThisDialect checks that a streaming call, which has no
+// wire form in msgpack-rpc, fails before anything is sent, and that the
+// connection goes on.
+func TestNoStreamsInThisDialect(t *testing.T) {
+	m, _ := pair(t, transport.Pipe)
+	ctx := testCtx(t)
+	_, err := m.Stream(ctx, "add", []int{1})
+	require.ErrorIs(t, err, mux.ErrNotSent)
+	assert.ErrorContains(t, err, "no streams")
+	var n int
+	require.NoError(t, m.Call(ctx, "add", []int{1, 2}, &n))
+	assert.Equal(t, 3, n)
+}
