@@ -76,3 +76,8 @@ bench-peers:
 ## bench-peers-quick: the key cells only, under two minutes; writes docs/peers/results.md
 bench-peers-quick:
 	cd bench && $(GO) run ./cmd/peerbench -quick -out ../docs/peers
+
+## bench-pool: a pool.Pool of one endpoint (1, 2, 4 connections) against a plain mux.Mux, 16 B × 256 callers over TCP (bench/, ~25 s)
+.PHONY: bench-pool
+bench-pool:
+	cd bench && $(GO) run ./cmd/poolbench
