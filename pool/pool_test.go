@@ -359,3 +359,54 @@ func TestDNSResolver(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"x:1", "y:2"}, addrs)
 }
+
+func TestDroppedEndpointDrains(t *testing.T) {
+	// The resolver stops giving an endpoint while a call is in flight on
+	// it: the call is answered there, and no new call goes there.
+	gate := make(chan struct{})
+	ss := startServers(t, "a", "b")
+	a, b := ss[0], ss[1]
+	a.setWork(blockUntil(gate, "a"))
+	var addrs atomic.Pointer[[]string]
+	addrs.Store(&[]string{a.addr})
+	r := resolverFunc(func(context.Context) ([]string, error) { return *addrs.Load(), nil })
+	p, err := pool.Dial(context.Background(), "tcp", r, pool.ResolveEvery(20*time.Millisecond), fastKeepalive)
+	require.NoError(t, err)
+	defer p.Close()
+	var who string
+	c := p.Go(context.Background(), "work", 1, &who)
+	await(t, a.started, "the handler did not start")
+	addrs.Store(&[]string{b.addr})
+	var other string
+	eventually(t, "the Pool did not move to the new endpoint", func() bool {
+		return p.Call(context.Background(), "who", struct{}{}, &other) == nil && other == "b"
+	})
+	for range 10 {
+		require.NoError(t, p.Call(context.Background(), "who", struct{}{}, &other))
+		assert.Equal(t, "b", other, "a call went to the dropped endpoint")
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("the call in flight on the dropped endpoint ended early: %v", c.Err())
+	default:
+	}
+	close(gate)
+	await(t, c.Done(), "the call in flight on the dropped endpoint did not finish")
+	require.NoError(t, c.Err())
+	assert.Equal(t, "a", who)
+}
+
+func TestConnectionLossResolvesAgain(t *testing.T) {
+	s := startServer(t, "a")
+	var resolves atomic.Int32
+	r := resolverFunc(func(context.Context) ([]string, error) {
+		resolves.Add(1)
+		return []string{s.addr}, nil
+	})
+	p, err := pool.Dial(context.Background(), "tcp", r, pool.ResolveEvery(time.Hour), fastKeepalive)
+	require.NoError(t, err)
+	defer p.Close()
+	require.Equal(t, int32(1), resolves.Load())
+	s.srv.Close() // the connection ends: the Pool asks the resolver again
+	eventually(t, "the Pool did not resolve again after losing its connection", func() bool { return resolves.Load() >= 2 })
+}
