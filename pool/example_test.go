@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/frame"
 	"github.com/muxrpc/muxrpc/pool"
 )
 
@@ -64,32 +65,66 @@ func Example() {
 	// sum: 9 err: <nil>
 }
 
-// Every failure that is not the handler's own answer says whether the call
-// may have run. A call marked Idempotent is retried even when it may have
-// run; here the only server is gone, so the call fails, and did not run.
+// A call marked Idempotent is retried on another connection even when it
+// may have run (its connection died while it waited for the reply); mark
+// only calls that do no harm when run twice.
 func ExampleIdempotent() {
 	addr, stop := serve()
+	defer stop()
 	ctx := context.Background()
 	p, err := pool.Dial(ctx, "tcp", pool.Static(addr))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer p.Close()
-	stop() // the server goes away
 
 	var sum int
-	for {
-		err = p.Call(pool.Idempotent(ctx), "Arith.Sum", []int{1}, &sum)
-		if errors.Is(err, pool.ErrUnavailable) {
-			break // the Pool knows the server is gone
-		}
+	if err := p.Call(pool.Idempotent(ctx), "Arith.Sum", []int{2, 3}, &sum); err != nil {
+		log.Fatal(err)
 	}
+	fmt.Println("sum:", sum)
+	// Output:
+	// sum: 5
+}
+
+// Every failure that is not the handler's own answer says whether the call
+// may have run. Here the only server sheds load (CodeOverloaded), which
+// means the call did not run: the Pool retries it, up to MaxAttempts, and
+// then fails saying so.
+func ExampleError() {
+	router := demux.NewRouter()
+	router.Handle("Arith.Sum", demux.Func(func(context.Context, []int) (int, error) {
+		return 0, &frame.RemoteError{Code: frame.CodeOverloaded, Message: "busy"}
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := demux.NewServer(router)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
+	defer func() { srv.Close(); <-served }()
+
+	ctx := context.Background()
+	p, err := pool.Dial(ctx, "tcp", pool.Static(ln.Addr().String()), pool.MaxAttempts(2))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	var sum int
+	err = p.Call(ctx, "Arith.Sum", []int{1}, &sum)
+	var pe *pool.Error
+	var re *frame.RemoteError
 	switch {
-	case errors.Is(err, pool.ErrNotRun):
-		fmt.Println("did not run: safe to try again later")
 	case errors.Is(err, pool.ErrMaybeRan):
 		fmt.Println("may have run")
+	case errors.As(err, &pe) && errors.Is(err, pool.ErrNotRun) && errors.As(err, &re):
+		fmt.Printf("did not run after %d attempts (%v): safe to try again later\n", pe.Attempts, re.Code)
 	}
 	// Output:
-	// did not run: safe to try again later
+	// did not run after 2 attempts (Overloaded): safe to try again later
 }

@@ -208,9 +208,12 @@ func TestDeadlineBoundsRetries(t *testing.T) {
 	p := dialPool(t, []*server{s}, pool.MaxAttempts(1000), pool.RetryBudget(1e6, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	err := p.Call(ctx, "work", 1, nil)
+	// Either the Pool gave up waiting to retry (ErrNotRun), or the server
+	// found the last attempt's time budget spent (CodeDeadlineExceeded).
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.ErrorIs(t, err, pool.ErrNotRun)
+	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Greater(t, s.calls.Load(), int64(2), "the call was not retried")
 }
 
