@@ -27,12 +27,19 @@ type config struct {
 
 // Defaults of the options; each option's doc says what zero means.
 const (
-	DefaultDialTimeout  = 10 * time.Second
-	DefaultBackoffBase  = 100 * time.Millisecond
-	DefaultBackoffMax   = 5 * time.Second
-	DefaultMaxAttempts  = 3
+	// DefaultDialTimeout bounds each attempt to connect (DialTimeout).
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultBackoffBase is the wait after an endpoint's first failure (Backoff).
+	DefaultBackoffBase = 100 * time.Millisecond
+	// DefaultBackoffMax is the longest wait between attempts to connect (Backoff).
+	DefaultBackoffMax = 5 * time.Second
+	// DefaultMaxAttempts is how many times a call is sent at most (MaxAttempts).
+	DefaultMaxAttempts = 3
+	// DefaultBudgetTokens is the size of the retry budget (RetryBudget).
 	DefaultBudgetTokens = 100
-	DefaultBudgetRatio  = 0.1
+	// DefaultBudgetRatio is what an answered call gives back to the retry budget (RetryBudget).
+	DefaultBudgetRatio = 0.1
+	// DefaultResolveEvery is how often the Resolver is asked (ResolveEvery).
 	DefaultResolveEvery = 30 * time.Second
 )
 

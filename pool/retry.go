@@ -35,10 +35,10 @@ var ErrUnavailable = errors.New("pool: no connection available")
 // *frame.RemoteError with CodeShutdown or CodeOverloaded), so that
 // errors.Is and errors.As see both.
 type Error struct {
-	Method   string
-	Attempts int   // how many times the request was sent or tried
-	MaybeRan bool  // some attempt may have run
-	Err      error // the last attempt's error
+	Method   string // the method called
+	Attempts int    // how many times the request was sent or tried
+	MaybeRan bool   // some attempt may have run
+	Err      error  // the last attempt's error
 }
 
 // Error describes the failure, saying whether the call may have run.
