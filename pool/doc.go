@@ -36,16 +36,19 @@
 // call that may have run (its connection died while it waited for the
 // reply) fails with an [*Error] wrapping [ErrMaybeRan], unless its
 // context was marked with [Idempotent]; then it is retried too. Retries
-// stay within the call's context, [MaxAttempts] and a [RetryBudget] that
-// stops retry storms as gRPC's retry throttling does. Every failure that
+// stay within the call's context and [MaxAttempts]; those that could load
+// a sick server more (after CodeOverloaded, or of a call that may have
+// run) also need the [RetryBudget], which stops retry storms as gRPC's
+// retry throttling does. Every failure that
 // is not a handler's answer says whether the call may have run:
 // errors.Is(err, ErrMaybeRan) or errors.Is(err, ErrNotRun).
 //
 //	| first attempt fails with                      | retried?                 | error if not        |
 //	|-----------------------------------------------|--------------------------|---------------------|
-//	| mux.ErrNotSent and mux.ErrClosed              | yes                      | ErrNotRun           |
-//	| CodeShutdown, CodeOverloaded                  | yes                      | ErrNotRun           |
-//	| mux.ErrClosed without mux.ErrNotSent          | only if Idempotent       | ErrMaybeRan         |
+//	| mux.ErrNotSent and mux.ErrClosed              | yes, outside the budget  | ErrNotRun           |
+//	| CodeShutdown                                  | yes, outside the budget  | ErrNotRun           |
+//	| CodeOverloaded                                | yes, within the budget   | ErrNotRun           |
+//	| mux.ErrClosed without mux.ErrNotSent          | if Idempotent, in budget | ErrMaybeRan         |
 //	| ctx ended before sending                      | no                       | ErrNotRun           |
 //	| ctx ended after sending                       | no                       | ErrMaybeRan         |
 //	| args do not encode, too large                 | no                       | ErrNotRun           |

@@ -140,10 +140,15 @@ func MaxAttempts(n int) Option {
 }
 
 // RetryBudget sets the retry throttle, which works as gRPC's does: the
-// Pool holds up to tokens tokens (it starts full); each attempt that fails
-// without an answer from a handler takes one, each answered attempt gives
-// back ratio of one, and retries are allowed only while more than half the
-// tokens are left. So when most calls fail, as when every server is down,
+// Pool holds up to tokens tokens (it starts full); each attempt that an
+// overloaded server refused (CodeOverloaded) or that may have run and is
+// Idempotent takes one, each attempt a handler answered gives back ratio
+// of one, and such retries are allowed only while more than half the
+// tokens are left. A request that never left this side (mux.ErrNotSent),
+// or that a server shutting down refused (CodeShutdown), cost the servers
+// nothing and tells nothing of their load: it is retried on another
+// connection, within MaxAttempts and its context, without the budget, as
+// gRPC retries such calls transparently. So when most calls fail, as when every server is down,
 // retries stop after about tokens/2 failures and resume as calls succeed
 // again, and a retry storm cannot multiply the load. Zero or negative
 // values mean DefaultBudgetTokens and DefaultBudgetRatio.

@@ -152,7 +152,8 @@ func (p *Pool) Call(ctx context.Context, method string, args, reply any) error {
 			p.budget.success()
 			return nil
 		}
-		switch classify(ctx, err) {
+		o := classify(ctx, err)
+		switch o {
 		case answered:
 			p.budget.success()
 			return err
@@ -162,19 +163,31 @@ func (p *Pool) Call(ctx context.Context, method string, args, reply any) error {
 			return p.fail(method, attempt, true, err)
 		case maybeRan:
 			mayHaveRun = true
-			p.budget.failure()
 			if !isIdempotent(ctx) {
 				return p.fail(method, attempt, true, err)
 			}
-		case notRun:
-			p.budget.failure()
 		}
-		if attempt >= p.cfg.maxAttempts || ctx.Err() != nil || !p.budget.allow() {
+		if attempt >= p.cfg.maxAttempts || ctx.Err() != nil || !p.retryAllowed(o) {
 			return p.fail(method, attempt, mayHaveRun, err)
 		}
 		p.stats.retries.Add(1)
 		failed = c
 	}
+}
+
+// retryAllowed takes a failed attempt that could be retried, of the given
+// outcome, into account and reports whether the retry budget allows a
+// retry. A request that never left this side, or that a server shutting
+// down refused, cost that server nothing and tells nothing of load: it is
+// retried without taking from the budget, as gRPC retries such calls
+// transparently. Only an overloaded server's refusal and a call that may
+// have run take a token.
+func (p *Pool) retryAllowed(o outcome) bool {
+	if o == transparent {
+		return true
+	}
+	p.budget.failure()
+	return p.budget.allow()
 }
 
 // fail makes the error of a call that failed without an answer.
@@ -241,11 +254,7 @@ func (p *Pool) Notify(ctx context.Context, method string, args any) error {
 		if err == nil {
 			return nil
 		}
-		if classify(ctx, err) != notRun {
-			return p.fail(method, attempt, false, err)
-		}
-		p.budget.failure()
-		if attempt >= p.cfg.maxAttempts || !p.budget.allow() {
+		if classify(ctx, err) != transparent || attempt >= p.cfg.maxAttempts {
 			return p.fail(method, attempt, false, err)
 		}
 		p.stats.retries.Add(1)

@@ -413,3 +413,33 @@ func TestConnectionLossResolvesAgain(t *testing.T) {
 	s.srv.Close() // the connection ends: the Pool asks the resolver again
 	eventually(t, "the Pool did not resolve again after losing its connection", func() bool { return resolves.Load() >= 2 })
 }
+
+func TestShutdownRefusalsAreRetriedOutsideTheBudget(t *testing.T) {
+	// A budget that allows a single budgeted retry: refusals by a server
+	// shutting down are retried all the same, those of an overloaded
+	// server soon are not.
+	for _, code := range []frame.Code{frame.CodeShutdown, frame.CodeOverloaded} {
+		t.Run(code.String(), func(t *testing.T) {
+			refusing, ok := startServer(t, "refusing"), startServer(t, "ok")
+			refusing.setWork(func(context.Context) (string, error) {
+				return "", &frame.RemoteError{Code: code, Message: "refused (test)"}
+			})
+			p := dialPool(t, []*server{refusing, ok}, pool.RetryBudget(2, 0.001))
+			eventually(t, "the Pool did not connect to both", func() bool { return p.Stats().Conns == 2 })
+			failed := 0
+			for range 100 {
+				if err := p.Call(context.Background(), "work", 1, nil); err != nil {
+					require.ErrorIs(t, err, pool.ErrNotRun)
+					failed++
+				}
+			}
+			t.Logf("%v: %d of 100 calls failed; the refusing server took %d", code, failed, refusing.calls.Load())
+			require.Positive(t, refusing.calls.Load(), "no call tried the refusing server: the test proves nothing")
+			if code == frame.CodeShutdown {
+				assert.Zero(t, failed)
+			} else {
+				assert.Positive(t, failed)
+			}
+		})
+	}
+}

@@ -81,7 +81,8 @@ type outcome uint8
 
 const (
 	answered    outcome = iota // a handler answered, with a result or an error
-	notRun                     // certainly did not run; retrying may help
+	transparent                // did not run, and says nothing of load: retried without the budget
+	notRun                     // refused by an overloaded server; retrying may help
 	notRunFinal                // certainly did not run; retrying cannot help now
 	maybeRan                   // may have run; retried only if idempotent
 	canceled                   // the caller's context ended after sending
@@ -91,13 +92,16 @@ const (
 func classify(ctx context.Context, err error) outcome {
 	if errors.Is(err, mux.ErrNotSent) {
 		if errors.Is(err, mux.ErrClosed) && ctx.Err() == nil {
-			return notRun // the connection refused it: another may take it
+			return transparent // the connection refused it: another may take it
 		}
 		return notRunFinal // its context ended, or it does not encode
 	}
 	var re *frame.RemoteError
 	if errors.As(err, &re) {
-		if re.Code == frame.CodeShutdown || re.Code == frame.CodeOverloaded {
+		switch re.Code {
+		case frame.CodeShutdown: // a server going away, not a sign of load
+			return transparent
+		case frame.CodeOverloaded:
 			return notRun
 		}
 		return answered

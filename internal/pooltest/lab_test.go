@@ -1,3 +1,5 @@
+//go:build linux
+
 package pooltest
 
 import (
@@ -65,9 +67,10 @@ func newLab(t *testing.T, n int, lb bool) *lab {
 			skip(tool + " not found")
 		}
 	}
+	sweep(t)
 	var b [3]byte
 	rand.Read(b[:])
-	l := &lab{t: t, id: "mxp" + hex.EncodeToString(b[:]), dir: t.TempDir()}
+	l := &lab{t: t, id: fmt.Sprintf("%s%d-%s-", nsPrefix, os.Getpid(), hex.EncodeToString(b[:])), dir: t.TempDir()}
 	l.sw = l.id + "sw"
 	if out, err := exec.Command("ip", "netns", "add", l.sw).CombinedOutput(); err != nil {
 		skip(fmt.Sprintf("ip netns add failed: %v: %s", err, out))
@@ -94,6 +97,39 @@ func newLab(t *testing.T, n int, lb bool) *lab {
 	l.startDialer()
 	return l
 }
+
+// nsPrefix starts the name of every namespace a lab makes, followed by
+// the pid of the test process that made it.
+const nsPrefix = "muxrpc-pooltest-"
+
+// sweep deletes the namespaces left by labs whose test process is gone
+// (killed before its cleanup ran). Those of a run still going are kept.
+func sweep(t *testing.T) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		rest, ok := strings.CutPrefix(name, nsPrefix)
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its run is still going
+		}
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Logf("deleting the stale namespace %s: %v: %s", name, err, out)
+		} else {
+			t.Logf("deleted the stale namespace %s", name)
+		}
+	}
+}
+
+// orphanKill makes a process that this test starts die with the test
+// process, even if the test is killed before its cleanup runs.
+var orphanKill = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 // ip runs ip(8) with args, failing the test if it fails.
 func (l *lab) ip(args ...string) {
@@ -210,6 +246,7 @@ func (s *serverProc) start(t *testing.T) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", s.ns, exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), serverEnv+"="+s.addr, nameEnv+"="+s.name, logEnv+"="+s.log)
+	cmd.SysProcAttr = orphanKill
 	s.stderr = new(bytes.Buffer)
 	cmd.Stderr = s.stderr
 	out, err := cmd.StdoutPipe()
@@ -338,6 +375,7 @@ backend be
 		l.t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", l.lb, "haproxy", "-db", "-f", path)
+	cmd.SysProcAttr = orphanKill
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {

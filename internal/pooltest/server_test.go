@@ -24,11 +24,12 @@ const (
 
 // workArgs are the arguments of "work".
 type workArgs struct {
-	ID uint64
+	ID   uint64
+	Wait time.Duration // how long the handler takes; zero means workTime
 }
 
-// workTime is how long "work" takes, so that calls are in flight on the
-// server when it dies.
+// workTime is how long "work" takes by default, so that calls are in
+// flight on the server when it dies.
 const workTime = time.Millisecond
 
 // runServer serves "work" on addr until SIGTERM, then shuts down
@@ -48,7 +49,11 @@ func runServer(addr string) int {
 		if _, err := log.Write(append(strconv.AppendUint(nil, a.ID, 10), '\n')); err != nil {
 			return "", err
 		}
-		t := time.NewTimer(workTime)
+		wait := a.Wait
+		if wait <= 0 {
+			wait = workTime
+		}
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
 		case <-t.C:
