@@ -325,14 +325,36 @@ func TestFailoverBehindHAProxy(t *testing.T) {
 		s.start(t)
 	}
 	lb := l.startHAProxy()
+	eventually(t, "HAProxy did not see every backend up", func() bool {
+		st, err := l.haproxyStats()
+		if err != nil || len(st) != len(l.servers) {
+			return false
+		}
+		for _, b := range st {
+			if b.status != "UP" {
+				return false
+			}
+		}
+		return true
+	})
 	const k = 6
 	p := newPool(t, l, []string{lb}, k)
 	eventually(t, "the Pool did not open its connections", func() bool { return p.Stats().Conns == k })
-	// Calls that take 20 ms: the callers then ask for less than the two
-	// shared cores can serve, so the backends' counts measure how the
-	// Pool spreads its calls, not which server process the scheduler
-	// favoured.
-	ld := startLoad(p, l.servers, 20*time.Millisecond)
+	eventually(t, "HAProxy did not pass the Pool's connections on to the backends", func() bool {
+		st, err := l.haproxyStats()
+		n := 0
+		for _, b := range st {
+			n += b.conns
+		}
+		return err == nil && n == k
+	})
+	st, _ := l.haproxyStats()
+	t.Logf("HAProxy's connections to each backend: %v", st)
+	// Calls that take 50 ms: 256 callers then ask for about 5000 calls/s,
+	// well below what two shared cores serve even under the race
+	// detector, so the backends' counts measure how the Pool spreads its
+	// calls, not which server process the scheduler favoured.
+	ld := startLoad(p, l.servers, 50*time.Millisecond)
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,6 +37,8 @@ type lab struct {
 	servers []*serverProc
 	nsDial  chan dialReq
 	nets    int // namespaces attached to the bridge so far
+
+	haproxySock string // HAProxy's stats socket, once started
 }
 
 // subnet is the lab's network; it exists only inside its namespaces.
@@ -352,8 +355,10 @@ func (l *lab) startHAProxy() string {
 	}
 	addr := subnet + "10:7000"
 	var cfg strings.Builder
+	l.haproxySock = filepath.Join(l.dir, "haproxy.sock")
 	fmt.Fprintf(&cfg, `global
 	maxconn 4096
+	stats socket %s mode 600 level admin
 defaults
 	mode tcp
 	timeout connect 1s
@@ -365,8 +370,8 @@ frontend fe
 	bind %s
 	default_backend be
 backend be
-	balance roundrobin
-`, addr)
+	balance leastconn
+`, l.haproxySock, addr)
 	for _, s := range l.servers {
 		fmt.Fprintf(&cfg, "\tserver %s %s check inter 200ms fall 2 rise 2\n", s.name, s.addr)
 	}
@@ -415,4 +420,43 @@ backend be
 		}
 		<-tick.C
 	}
+}
+
+// backendStat is what HAProxy says of one backend server.
+type backendStat struct {
+	status string // UP, DOWN, ...
+	conns  int    // connections open to it now (scur)
+}
+
+// haproxyStats asks HAProxy's stats socket about the backend servers.
+func (l *lab) haproxyStats() (map[string]backendStat, error) {
+	c, err := net.Dial("unix", l.haproxySock)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("show stat\n")); err != nil {
+		return nil, err
+	}
+	var col map[string]int
+	stats := map[string]backendStat{}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		line := sc.Text()
+		if h, ok := strings.CutPrefix(line, "# "); ok {
+			col = map[string]int{}
+			for i, name := range strings.Split(h, ",") {
+				col[name] = i
+			}
+			continue
+		}
+		f := strings.Split(line, ",")
+		if col == nil || len(f) <= col["status"] || f[col["pxname"]] != "be" || f[col["svname"]] == "BACKEND" {
+			continue
+		}
+		n, _ := strconv.Atoi(f[col["scur"]])
+		stats[f[col["svname"]]] = backendStat{status: f[col["status"]], conns: n}
+	}
+	return stats, sc.Err()
 }
