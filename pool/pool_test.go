@@ -443,3 +443,62 @@ func TestShutdownRefusalsAreRetriedOutsideTheBudget(t *testing.T) {
 		})
 	}
 }
+
+func TestComebackIsSpreadOverTime(t *testing.T) {
+	// Many clients lose a server at once and keep failing to reach it;
+	// when it comes back, they must not all reconnect in the same instant.
+	// Without the jitter their backoff schedules, which started together,
+	// would stay in step.
+	good, back := startServer(t, "good"), startServer(t, "back")
+	const pools = 20
+	const base, maxDelay = 10 * time.Millisecond, 100 * time.Millisecond
+	var up atomic.Bool
+	type client struct {
+		fails  atomic.Int32
+		joined atomic.Int64 // when it first reached back, in ns since start
+	}
+	clients := make([]*client, pools)
+	start := time.Now()
+	for i := range clients {
+		c := &client{}
+		clients[i] = c
+		dial := func(ctx context.Context, network, addr string) (*mux.Mux, error) {
+			if addr == back.addr {
+				if !up.Load() {
+					c.fails.Add(1)
+					return nil, errors.New("refused (test)")
+				}
+				c.joined.CompareAndSwap(0, int64(time.Since(start)))
+			}
+			return mux.Dial(ctx, network, addr)
+		}
+		dialPool(t, []*server{good, back}, pool.DialFunc(dial), pool.Backoff(base, maxDelay))
+	}
+	// Wait until every client has failed 8 times: its backoff is at its
+	// cap, and 8 jittered waits have put the clients out of step.
+	eventually(t, "the clients did not keep failing to reach the server", func() bool {
+		for _, c := range clients {
+			if c.fails.Load() < 8 {
+				return false
+			}
+		}
+		return true
+	})
+	upAt := time.Since(start)
+	up.Store(true)
+	var first, last time.Duration
+	eventually(t, "not every client reached the server that came back", func() bool {
+		first, last = time.Hour, 0
+		for _, c := range clients {
+			j := time.Duration(c.joined.Load())
+			if j == 0 {
+				return false
+			}
+			first, last = min(first, j), max(last, j)
+		}
+		return true
+	})
+	t.Logf("%d clients reached the server between %v and %v after it came back", pools, first-upAt, last-upAt)
+	assert.GreaterOrEqual(t, last-first, 40*time.Millisecond, "the clients came back too close together")
+	assert.LessOrEqual(t, last-upAt, 3*maxDelay, "a client took longer than its backoff cap to come back")
+}
