@@ -71,7 +71,7 @@ func (ep *endpoint) run(slot int) {
 			p.resolveNow()
 			continue
 		}
-		c := &conn{m: m, ep: ep, idle: make(chan struct{})}
+		c := &conn{m: m, idle: make(chan struct{})}
 		if !ep.connected(c) {
 			m.Close()
 			return

@@ -50,7 +50,6 @@ type Pool struct {
 // conn is one connection of the Pool.
 type conn struct {
 	m        *mux.Mux
-	ep       *endpoint
 	inFlight atomic.Int64 // calls the Pool has running on m
 	draining atomic.Bool  // set once m is out of the ready set
 	idleOnce sync.Once
