@@ -166,7 +166,8 @@ func (p *Pool) Call(ctx context.Context, method string, args, reply any) error {
 				return p.fail(method, attempt, true, err)
 			}
 		}
-		if attempt >= p.cfg.maxAttempts || ctx.Err() != nil || !p.retryAllowed(o) {
+		// Every failed attempt is counted in the budget, the last too.
+		if ctx.Err() != nil || !p.retryAllowed(o) || attempt >= p.cfg.maxAttempts {
 			return p.fail(method, attempt, mayHaveRun, err)
 		}
 		p.stats.retries.Add(1)
