@@ -31,8 +31,10 @@ const (
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultBackoffBase is the wait after an endpoint's first failure (Backoff).
 	DefaultBackoffBase = 100 * time.Millisecond
-	// DefaultBackoffMax is the longest wait between attempts to connect (Backoff).
-	DefaultBackoffMax = 5 * time.Second
+	// DefaultBackoffMax is the longest wait between attempts to connect
+	// (Backoff): a server back from a restart is found within about this
+	// long, and each client probes a dead one about once per this period.
+	DefaultBackoffMax = time.Second
 	// DefaultMaxAttempts is how many times a call is sent at most (MaxAttempts).
 	DefaultMaxAttempts = 3
 	// DefaultBudgetTokens is the size of the retry budget (RetryBudget).

@@ -502,3 +502,26 @@ func TestComebackIsSpreadOverTime(t *testing.T) {
 	assert.GreaterOrEqual(t, last-first, 40*time.Millisecond, "the clients came back too close together")
 	assert.LessOrEqual(t, last-upAt, 3*maxDelay, "a client took longer than its backoff cap to come back")
 }
+
+func TestRestartedServerIsFoundQuickly(t *testing.T) {
+	// The only server restarts, as for a deploy; with the default backoff
+	// the Pool finds it again within about DefaultBackoffMax.
+	s := startServer(t, "a")
+	addr := s.addr
+	p := dialPool(t, []*server{s}, pool.Backoff(0, 0))
+	s.srv.Close()
+	eventually(t, "calls did not fail while the server was down", func() bool {
+		return errors.Is(p.Call(context.Background(), "who", struct{}{}, nil), pool.ErrUnavailable)
+	})
+	// Down long enough for the backoff to reach its cap.
+	eventually(t, "the Pool did not keep trying", func() bool { return p.Stats().DialFailures >= 5 })
+	startServerAt(t, "a2", addr)
+	back := time.Now()
+	var who string
+	eventually(t, "the Pool did not find the restarted server", func() bool {
+		return p.Call(context.Background(), "who", struct{}{}, &who) == nil && who == "a2"
+	})
+	took := time.Since(back)
+	t.Logf("the first call succeeded %v after the server came back", took.Round(time.Millisecond))
+	assert.Less(t, took, 2*pool.DefaultBackoffMax, "the Pool took longer than its backoff cap to find the server")
+}
