@@ -81,3 +81,8 @@ bench-peers-quick:
 .PHONY: bench-nvim
 bench-nvim:
 	cd bench && $(GO) run ./cmd/nvimbench
+
+## bench-pool: a pool.Pool of one endpoint (1, 2, 4 connections) against a plain mux.Mux, 16 B × 256 callers over TCP (bench/, ~25 s)
+.PHONY: bench-pool
+bench-pool:
+	cd bench && $(GO) run ./cmd/poolbench
