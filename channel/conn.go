@@ -100,6 +100,15 @@ type Config struct {
 	// (one whose Writer is not a frame.ChunkWriter) writes every frame
 	// whole.
 	ChunkSize int
+	// QueueDelay paces the chunks of split messages: the writer keeps no
+	// more of them in flight (written and not yet read by the peer, which
+	// it learns from the PONGs of PINGs it sends between chunks) than the
+	// link carries within QueueDelay beyond its shortest round trip, and
+	// at least one chunk, so that frames that overtake a large message in
+	// the writer are not then stuck behind it in the network, socket
+	// buffers or a relay in front of a slow link. Zero means
+	// DefaultQueueDelay; negative turns pacing off.
+	QueueDelay time.Duration
 	// Accept, if set, is asked about each frame's type as soon as its
 	// header is read, before its body is read or allocated; an error ends
 	// the stream with that error.
@@ -128,17 +137,19 @@ var (
 // Done and Err are safe for concurrent use; Serve is called once, by the
 // owner that reads. Make one with New; the zero Conn is not usable.
 type Conn struct {
-	rwc       io.ReadWriteCloser
-	codec     frame.Codec
-	max       int
-	limit     int
-	chunk     int
-	log       *slog.Logger
-	halfClose bool
-	accept    func(frame.Type) error // Config.Accept
-	auth      *auth                  // nil without an AuthKey
-	authErr   error                  // why auth could not be prepared
-	guard     guard
+	rwc        io.ReadWriteCloser
+	codec      frame.Codec
+	max        int
+	limit      int
+	chunk      int
+	queueDelay time.Duration        // Config.QueueDelay; 0: no pace
+	pace       atomic.Pointer[pace] // set by the writer if it paces chunks
+	log        *slog.Logger
+	halfClose  bool
+	accept     func(frame.Type) error // Config.Accept
+	auth       *auth                  // nil without an AuthKey
+	authErr    error                  // why auth could not be prepared
+	guard      guard
 
 	wake       chan struct{} // a token means the queue may hold frames
 	done       chan struct{} // closed when the Conn has failed or closed
@@ -181,6 +192,7 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 		codec:      cfg.Codec,
 		max:        cfg.MaxFrameSize,
 		chunk:      cmp.Or(max(cfg.ChunkSize, 0), DefaultChunkSize),
+		queueDelay: cmp.Or(cfg.QueueDelay, DefaultQueueDelay),
 		limit:      cfg.QueueBytes,
 		log:        cfg.Logger,
 		halfClose:  cfg.HalfClose,
@@ -302,6 +314,11 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 		case frame.TypePing: // answered at once, ahead of the queue
 			c.sendUrgent(frame.Frame{Type: frame.TypePong, XID: f.XID})
 		case frame.TypePong: // its arrival is the sign of life
+			if f.XID&pacePingBit != 0 {
+				if p := c.pace.Load(); p != nil {
+					p.ack(f.XID)
+				}
+			}
 		default:
 			err = handle(&f)
 		}
@@ -629,14 +646,22 @@ func (c *Conn) writeLoop() {
 	cw, split := w.(frame.ChunkWriter)
 	s := newSched(c.chunk, split)
 	defer s.drop()
+	var p *pace
+	var paced <-chan struct{} // nil without a pace: never ready
+	if split && c.queueDelay > 0 {
+		p = newPace(c.chunk, c.queueDelay)
+		paced = p.wake
+		c.pace.Store(p)
+	}
 	var batch, urgent []frame.Frame
 	for {
 		select {
 		case <-c.wake:
+		case <-paced:
 		case <-c.done:
 			return
 		}
-		yielded := false
+		yielded, stalled := false, false
 		for {
 			c.mu.Lock()
 			urgent, c.urgent = c.urgent, urgent[:0]
@@ -650,7 +675,7 @@ func (c *Conn) writeLoop() {
 				c.fail(writeError(err))
 				return
 			}
-			if len(batch) == 0 && len(urgent) == 0 && s.empty() {
+			if len(batch) == 0 && len(urgent) == 0 && (s.empty() || stalled) {
 				if yielded {
 					break
 				}
@@ -668,7 +693,7 @@ func (c *Conn) writeLoop() {
 				for i := range batch {
 					s.add(&batch[i], c.codec.FrameSize(&batch[i])-frame.MinFrameSize)
 				}
-				err = c.writeSched(w, cw, s)
+				stalled, err = c.writeSched(w, cw, s, p)
 			}
 			clear(batch)
 			if cap(batch) > maxKeptQueue {
@@ -718,23 +743,28 @@ func (c *Conn) writeBatch(w frame.Writer, batch []frame.Frame) error {
 // writeSched writes what s holds in its order until it is empty or new
 // frames have been queued, which then join it before its next frame or
 // chunk: a frame queued behind a split message waits for at most one
-// chunk of it.
-func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched) error {
+// chunk of it. With a pace, each chunk is followed by a PING, and while
+// the pace's window is full only whole frames are written: writeSched
+// reports stalled when split messages are all that is left.
+func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched, p *pace) (stalled bool, err error) {
 	chunked := false
 	for written := 0; !s.empty(); written++ {
 		if chunked && c.arrived() {
-			return nil
+			return false, nil
 		}
-		o := s.next()
+		o := s.next(p != nil && !p.open())
+		if o == nil {
+			return true, nil
+		}
 		if o.off == 0 && (cw == nil || o.body <= c.chunk || !frame.CanSplit(o.f.Type)) {
 			err := w.WriteFrame(&o.f)
 			s.done(o)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if (written+1)%flushEvery == 0 {
 				if err := w.Flush(); err != nil {
-					return err
+					return false, err
 				}
 			}
 			continue
@@ -743,7 +773,14 @@ func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched) error 
 		next, err := cw.WriteChunk(&o.f, o.off, c.chunk)
 		if err != nil {
 			s.done(o)
-			return err
+			return false, err
+		}
+		if p != nil {
+			ping := frame.Frame{Type: frame.TypePing, XID: p.wrote(next - o.off)}
+			if err := w.WriteFrame(&ping); err != nil {
+				s.done(o)
+				return false, err
+			}
 		}
 		if o.off = next; next < o.body {
 			s.requeue(o)
@@ -751,7 +788,7 @@ func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched) error 
 			s.done(o)
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // arrived reports whether frames have been queued since the writer last

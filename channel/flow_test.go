@@ -24,6 +24,7 @@ func queued(t *testing.T, cfg channel.Config, fs ...frame.Frame) []byte {
 	t.Helper()
 	a, b, err := channel.Pipe()
 	require.NoError(t, err)
+	cfg.QueueDelay = -1 // the peer reads raw bytes: it answers no PING
 	c := channel.New(a, cfg)
 	for i := range fs {
 		require.NoError(t, c.Send(context.Background(), &fs[i]))

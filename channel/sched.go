@@ -143,11 +143,13 @@ func (s *sched) admit(o *outgoing) {
 }
 
 // next returns the frame or split message to write from next, taking it
-// off its queue; the caller gives it back with done or requeue.
-func (s *sched) next() *outgoing {
+// off its queue; the caller gives it back with done or requeue. With
+// wholeOnly, it considers only frames written whole, and returns nil if
+// there is none.
+func (s *sched) next(wholeOnly bool) *outgoing {
 	pick := -1
 	for lv := range levels {
-		if s.whole[lv].len() == 0 && s.parts[lv].len() == 0 {
+		if s.whole[lv].len() == 0 && (wholeOnly || s.parts[lv].len() == 0) {
 			continue
 		}
 		if pick < 0 {
@@ -158,6 +160,9 @@ func (s *sched) next() *outgoing {
 			pick = lv // starved long enough: the lowest such level goes
 		}
 	}
+	if pick < 0 {
+		return nil
+	}
 	for lv := pick + 1; lv < levels; lv++ {
 		if s.whole[lv].len() > 0 || s.parts[lv].len() > 0 {
 			s.passed[lv]++
@@ -165,7 +170,7 @@ func (s *sched) next() *outgoing {
 	}
 	s.passed[pick] = 0
 	w, p := &s.whole[pick], &s.parts[pick]
-	if w.len() > 0 && (p.len() == 0 || s.smallRun[pick] < maxSmallRun) {
+	if w.len() > 0 && (wholeOnly || p.len() == 0 || s.smallRun[pick] < maxSmallRun) {
 		if p.len() > 0 {
 			s.smallRun[pick]++
 		}

@@ -224,3 +224,9 @@ func serverDefaults() []Option {
 func ChunkSize(n int) Option {
 	return func(c *core.Config) { c.Channel.ChunkSize = n }
 }
+
+// QueueDelay paces the chunks of large responses and stream items as
+// mux.QueueDelay does: negative turns the pacing off.
+func QueueDelay(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.QueueDelay = d }
+}

@@ -89,3 +89,15 @@ func AuthKey(key []byte) Option {
 func ChunkSize(n int) Option {
 	return func(c *core.Config) { c.Channel.ChunkSize = n }
 }
+
+// QueueDelay sets how much the chunks of large messages may queue up in
+// the network beyond the shortest round trip seen before the writer holds
+// back further chunks (default channel.DefaultQueueDelay, 20 ms; negative
+// turns the pacing off). The writer learns what the peer has read from
+// PINGs it sends between chunks, so that on a slow link, or behind a
+// relay that buffers, a small call waits for about two chunks of a large
+// one rather than for everything queued ahead of it. It is a demux option
+// too.
+func QueueDelay(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.QueueDelay = d }
+}

@@ -1,0 +1,112 @@
+package channel
+
+import (
+	"sync"
+	"time"
+)
+
+// DefaultQueueDelay is how much the chunks of split messages may queue up
+// between the two ends, beyond the shortest round trip seen, before the
+// writer holds back further chunks (Config.QueueDelay).
+const DefaultQueueDelay = 20 * time.Millisecond
+
+// pacePingBit marks the PINGs that pace sends between chunks, so that
+// their PONGs are told from those of keepalive (whose xids are times).
+const pacePingBit = 1 << 63
+
+// paceRing is how many of the pace's PINGs may be awaiting their PONG;
+// one more waits until the oldest has come back.
+const paceRing = 64
+
+// pace bounds how many bytes of split messages the writer has in flight:
+// written, and not yet known to be read by the peer. After each chunk the
+// writer sends a PING; the PONG, which the peer sends once it has read the
+// PING and hence the chunk before it, acknowledges the chunk and gives a
+// round trip. The window of bytes in flight grows by what each PONG
+// acknowledges while the round trip stays within maxDelay of the shortest
+// seen (and the window, not the lack of data, held the writer back), and
+// shrinks by an eighth each time the round trip is longer, never below one
+// chunk. So a slow link (or a relay that buffers in front of one) holds
+// about one chunk beyond what it carries at once, and a frame that
+// overtakes the split messages in the writer is not stuck behind megabytes
+// queued further on, while on a fast link the window grows out of the way
+// within a few round trips.
+//
+// The writer calls the methods without a lock of its own; ack runs on the
+// reader goroutine.
+type pace struct {
+	chunk    int64
+	maxDelay time.Duration
+	wake     chan struct{} // a token when a PONG has opened the window
+
+	mu      sync.Mutex
+	sent    int64 // bytes of chunks written, ever
+	acked   int64 // bytes of chunks the peer has read, ever
+	window  int64
+	minRTT  time.Duration
+	minAt   time.Time // when minRTT was last renewed
+	seq     uint64    // PINGs sent
+	ackSeq  uint64    // PINGs acknowledged, in order
+	pending [paceRing]struct {
+		sent    int64 // the bytes sent when the PING was written
+		at      time.Time
+		limited bool // the window was nearly full then: the window may grow
+	}
+}
+
+func newPace(chunk int, maxDelay time.Duration) *pace {
+	return &pace{
+		chunk: int64(chunk), maxDelay: maxDelay, window: int64(chunk),
+		wake: make(chan struct{}, 1),
+	}
+}
+
+// open reports whether the writer may write another chunk now.
+func (p *pace) open() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent-p.acked < p.window && p.seq-p.ackSeq < paceRing
+}
+
+// wrote records a chunk of n bytes written and returns the xid of the
+// PING the writer sends right behind it.
+func (p *pace) wrote(n int) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent += int64(n)
+	seq := p.seq
+	p.seq++
+	slot := &p.pending[seq%paceRing]
+	slot.sent, slot.at = p.sent, time.Now()
+	slot.limited = p.sent-p.acked >= p.window-p.chunk
+	return pacePingBit | seq
+}
+
+// ack takes the PONG of one of the pace's PINGs (xid has pacePingBit).
+func (p *pace) ack(xid uint64) {
+	seq := xid &^ pacePingBit
+	now := time.Now()
+	p.mu.Lock()
+	if seq < p.ackSeq || seq >= p.seq { // not one awaited: a peer's mistake, ignored
+		p.mu.Unlock()
+		return
+	}
+	slot := p.pending[seq%paceRing]
+	p.ackSeq = seq + 1
+	newly := slot.sent - p.acked
+	p.acked = slot.sent
+	rtt := now.Sub(slot.at)
+	if p.minRTT == 0 || rtt < p.minRTT || now.Sub(p.minAt) > 10*time.Second {
+		p.minRTT, p.minAt = rtt, now
+	}
+	if rtt-p.minRTT > p.maxDelay {
+		p.window = max(p.chunk, p.window-p.window/8)
+	} else if newly > 0 && slot.limited {
+		p.window = min(p.window+newly, 1<<40)
+	}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
