@@ -76,3 +76,10 @@ bench-peers:
 ## bench-peers-quick: the key cells only, under two minutes; writes docs/peers/results.md
 bench-peers-quick:
 	cd bench && $(GO) run ./cmd/peerbench -quick -out ../docs/peers
+
+## bench-flow-quick: head-of-line blocking: 16 B calls beside 4 callers echoing 1 MiB over one TCP
+## loopback connection, and beside one 1 MiB echo over a 100 KB/s toxiproxy link (~4 min; builds
+## toxiproxy first); writes docs/flow/results.md and its SVG charts
+.PHONY: bench-flow-quick
+bench-flow-quick: toxiproxy
+	cd bench && $(GO) run ./cmd/holbench -out ../docs/flow

@@ -22,11 +22,16 @@ type Muxrpc struct {
 	// Keepalive turns keepalive on at both ends, with the defaults of
 	// mux.Dial and demux.Server (a PING after 30 s of silence).
 	Keepalive bool
+	// ChunkSize is passed to mux.ChunkSize and demux.ChunkSize; zero
+	// means the default (16 KiB).
+	ChunkSize int
 }
 
 // Name implements System.
 func (m Muxrpc) Name() string {
 	switch {
+	case m.ChunkSize > 0:
+		return "muxrpc-chunk" + sizeName(m.ChunkSize)
 	case m.Keepalive:
 		return "muxrpc-keepalive"
 	case m.Workers > 0:
@@ -45,6 +50,9 @@ func (m Muxrpc) Note() string {
 	}
 	if m.Keepalive {
 		s += ", keepalive on at both ends (30 s, 10 s)"
+	}
+	if m.ChunkSize > 0 {
+		s += fmt.Sprintf(", mux.ChunkSize and demux.ChunkSize %s", sizeName(m.ChunkSize))
 	}
 	if m.Typed {
 		s += "; handler demux.Func(func(ctx, b []byte) ([]byte, error)), which decodes the argument into a new []byte"
@@ -75,6 +83,10 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 		opts = append(opts, demux.Keepalive(mux.DefaultKeepaliveInterval, mux.DefaultKeepaliveTimeout))
 		mopts = append(mopts, mux.Keepalive(mux.DefaultKeepaliveInterval, mux.DefaultKeepaliveTimeout))
 	}
+	if m.ChunkSize > 0 {
+		opts = append(opts, demux.ChunkSize(m.ChunkSize))
+		mopts = append(mopts, mux.ChunkSize(m.ChunkSize))
+	}
 	d := demux.New(server, router, opts...)
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
@@ -97,4 +109,15 @@ func (c muxCaller) Echo(ctx context.Context, in, buf []byte) ([]byte, error) {
 	out := buf[:0]
 	err := c.m.Call(ctx, "echo", in, &out)
 	return out, err
+}
+
+// sizeName formats n as 16KiB or 1MiB where it can.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
 }
