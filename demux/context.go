@@ -17,7 +17,7 @@ import (
 // allocates its channel only when a handler asks for it.
 type reqContext struct {
 	conn     *core.Conn // the connection the request came on, the context's one value
-	deadline *deadline  // nil if the caller sent no deadline
+	deadline *deadline  // nil if the caller sent no deadline and the request is no stream
 
 	// state is a ctxState. It is written under mu, once, and read without
 	// it: Err is on every request's path.
@@ -29,11 +29,13 @@ type reqContext struct {
 }
 
 // deadline is the caller's deadline and the timer that ends the context at
-// it. It lives apart from reqContext, which most requests, having no
-// deadline, then hold one word smaller.
+// it, and the request's stream: what few requests have. It lives apart from
+// reqContext, which most requests, having neither, then hold one word
+// smaller.
 type deadline struct {
-	at    time.Time
-	timer *time.Timer // guarded by the context's mu; nil once stopped or fired
+	stream *serverStream // nil unless the request is a stream
+	at     time.Time     // zero if the caller sent no deadline
+	timer  *time.Timer   // guarded by the context's mu; nil once stopped or fired
 }
 
 // ctxState says whether a context is live and, if not, why it ended.
@@ -89,7 +91,7 @@ func newReqContext(conn *core.Conn, hasBudget bool, budget time.Duration) *reqCo
 
 // Deadline returns the caller's deadline, if it sent one.
 func (c *reqContext) Deadline() (time.Time, bool) {
-	if c.deadline == nil {
+	if c.deadline == nil || c.deadline.at.IsZero() {
 		return time.Time{}, false
 	}
 	return c.deadline.at, true
@@ -121,7 +123,27 @@ func (c *reqContext) Value(key any) any {
 	if key == core.Key && c.conn != nil {
 		return c.conn
 	}
+	if key == streamKey {
+		return c.stream()
+	}
 	return nil
+}
+
+// stream returns the request's stream, or nil if it is none.
+func (c *reqContext) stream() *serverStream {
+	if c.deadline == nil {
+		return nil
+	}
+	return c.deadline.stream
+}
+
+// setStream makes st the request's stream; only Accept calls it, before
+// any handler sees the context.
+func (c *reqContext) setStream(st *serverStream) {
+	if c.deadline == nil {
+		c.deadline = &deadline{}
+	}
+	c.deadline.stream = st
 }
 
 // AfterFunc arranges for f to run once the context ends, and returns a

@@ -35,6 +35,21 @@
 // chain of nested calls back and forth that arrives at one side more than
 // n times waits until its contexts end.
 //
+// Requests start in a fixed order. A waiting request of higher priority
+// (the caller's mux.WithPriority, [Request.Priority]) starts before one of
+// lower priority, and requests of one priority start in arrival order;
+// but a priority that has had requests waiting while 8 requests of other
+// priorities started goes next, so that however many requests of higher
+// priority keep coming, the oldest of a lower one starts after at most 11
+// others. The reply to a request carries its priority. Requests with an
+// ordering key (mux.WithKey, [Request.Key]) run one at a time per key, in
+// arrival order, like the messages of an actor's mailbox; requests with
+// other keys or none run in parallel, all within the same Workers and
+// MaxInFlight. A request waiting for the one before it with its key holds
+// no worker and holds up no other request (it does count in MaxInFlight,
+// as a queued request); it starts, at its own priority, once that one is
+// done, so within one key arrival order wins over priority.
+//
 // A [Server] faces clients it may not trust, so its defaults bound what a
 // client can hold without sending requests or while sending them slowly:
 // [HandshakeTimeout] (10 s) and [FrameTimeout] (30 s) disconnect a client

@@ -23,8 +23,25 @@ type Request struct {
 	// Notify is true when the caller wants no reply: whatever the handler
 	// returns is dropped.
 	Notify bool
+	// Priority is the priority the caller gave the request
+	// (mux.WithPriority); the reply goes back with it.
+	Priority frame.Priority
+	// Key is the request's ordering key (mux.WithKey), or "" for none:
+	// requests with the same key run one at a time, in arrival order.
+	Key string
 
-	payload []byte
+	// in is the request's frame, whose Payload holds the arguments while
+	// the handler runs; nil once it has returned. A pointer rather than
+	// the payload itself keeps a parked request in a smaller size class.
+	in *frame.Frame
+}
+
+// payload returns the request's encoded arguments.
+func (r *Request) payload() []byte {
+	if r.in == nil {
+		return nil
+	}
+	return r.in.Payload
 }
 
 // Decode decodes the request's msgpack arguments into v, a non-nil
@@ -32,7 +49,7 @@ type Request struct {
 // CodeBadRequest, so a handler that returns the error unchanged tells the
 // caller its request was bad.
 func (r *Request) Decode(v any) error {
-	if err := frame.DecodePayload(r.payload, v); err != nil {
+	if err := frame.DecodePayload(r.payload(), v); err != nil {
 		return r.badArguments(goType(v), err)
 	}
 	return nil
@@ -65,7 +82,7 @@ func (r *Request) badArguments(want string, err error) error {
 // those bytes are reused; it must copy what it keeps. Any other argument
 // gives a *frame.RemoteError with CodeBadRequest, as Decode does.
 func (r *Request) Bytes() ([]byte, error) {
-	b, err := frame.PayloadBytes(r.payload)
+	b, err := frame.PayloadBytes(r.payload())
 	if err != nil {
 		return nil, r.badArguments("[]byte", err)
 	}

@@ -27,8 +27,10 @@ func Handle(h Handler) Option {
 }
 
 // Workers sets how requests run. n > 0 runs them on at most n goroutines
-// that take requests in the order they arrived, so at most n handlers run
-// at once, and Workers(1) handles one request at a time in arrival order.
+// that take requests in the serving order (the package doc: by priority,
+// then in the order they arrived), so at most n handlers run at once, and
+// Workers(1) handles one request at a time, in arrival order among
+// requests of one priority.
 // The goroutines are started as requests need them and kept until the
 // connection ends. n <= 0, the default, runs each request as if on a
 // goroutine of its own (still bounded by MaxInFlight): no handler waits for

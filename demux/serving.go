@@ -19,8 +19,10 @@ import (
 // connection reads, runs them through one scheduler and sends the replies.
 //
 // The scheduler is one queue and the runners that drain it. Runners are
-// goroutines that take the oldest request, run it, and take the next,
-// parking on next only when the queue is empty. A policy says how many
+// goroutines that take the next request (in the serving order of
+// order.go: by priority, oldest first, with starvation bounded, and one
+// at a time per ordering key), run it, and take the next, parking on next
+// only when the queue is empty. A policy says how many
 // runners there may be: with Workers(n), at most n, kept until the
 // connection ends; by default, one per request in flight (MaxInFlight),
 // with the ones that stay parked for a whole idleTimeout told to exit.
@@ -73,13 +75,17 @@ type serving struct {
 	held      requestQueue          // accepted past the limit, waiting to be queued; guarded by mu
 	heldSize  int                   // what the held requests weigh (see weight); guarded by mu
 	idle      chan struct{}         // made by waitIdle; closed when running is 0; guarded by mu
-	queue     requestQueue          // requests waiting for a runner; guarded by mu
+	queue     runQueue              // requests ready, waiting for a runner (order.go); guarded by mu
 	runners   int                   // runner goroutines alive; guarded by mu
 	searching int                   // runners woken to look at queue, not there yet; guarded by mu
 	parked    int                   // runners owed one receive from next; guarded by mu
 	minIdle   int                   // the fewest parked since the last reap; guarded by mu
 	idleTimer *time.Timer           // nil unless idleAfter is set and Start was called; guarded by mu
 	wasBusy   bool                  // idleTimer last found requests in flight; guarded by mu
+
+	// The ordering keys with a request ready or running, each with the
+	// requests of the key waiting behind it (nil for none); guarded by mu.
+	keys map[string]*requestQueue
 }
 
 // servingState is where the serving half is in its life.
@@ -123,6 +129,7 @@ func newServing(conn *core.Conn, h Handler, cfg *core.Config) *serving {
 		quit:     make(chan struct{}),
 		active:   make(map[uint64]*request),
 		notifies: make(map[*request]struct{}),
+		keys:     make(map[string]*requestQueue),
 	}
 	if cfg.IdleTimeout > 0 {
 		s.idleAfter = cfg.IdleTimeout
@@ -171,10 +178,16 @@ func (s *serving) Accept(f *frame.Frame) error {
 		s.lastRequest.Store(s.now())
 	}
 	r := requestPool.Get().(*request)
-	r.Request = Request{Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify, payload: f.Payload}
+	r.Request = Request{
+		Method: f.Method, XID: f.XID, Notify: f.Type == frame.TypeNotify,
+		Priority: f.Flags.Priority(), Key: f.Key, in: &r.f,
+	}
 	r.f = *f
 	*f = frame.Frame{}
 	r.ctx = newReqContext(s.conn, r.f.Flags&frame.FlagDeadline != 0, r.f.Budget)
+	if r.f.Flags&frame.FlagStream != 0 {
+		r.ctx.setStream(newServerStream(s, &r.f))
+	}
 	s.mu.Lock()
 	if r.XID != 0 {
 		if _, dup := s.active[r.XID]; dup {
@@ -221,8 +234,10 @@ func (s *serving) Accept(f *frame.Frame) error {
 		return nil
 	}
 	s.running++
-	s.queue.push(r)
-	wake := s.needSearcher()
+	wake := noSearcher
+	if s.enqueue(r) {
+		wake = s.needSearcher()
+	}
 	s.mu.Unlock()
 	s.startSearcher(wake)
 	return nil
@@ -247,7 +262,13 @@ func (s *serving) refuse(r *request, err *frame.RemoteError) {
 		s.log.Debug("muxrpc dropped a notification", "method", r.Method, "err", err.Error())
 		return
 	}
-	s.ch.SendControl(s.base, &frame.Frame{Type: frame.TypeError, XID: r.XID, Err: err})
+	s.ch.SendControl(s.base, &frame.Frame{Type: frame.TypeError, Flags: replyFlags(r), XID: r.XID, Err: err})
+}
+
+// replyFlags are the flags of the reply to r: r's priority, so that the
+// reply leaves, and reaches its caller, in the order of its request.
+func replyFlags(r *request) frame.Flags {
+	return frame.Flags(0).WithPriority(r.Priority)
 }
 
 // send queues a reply, without waiting for room once the half has stopped.
@@ -435,7 +456,7 @@ func (s *serving) Wait() {
 func (s *serving) unhold() {
 	r := s.popHeld()
 	s.running++
-	s.queue.push(r)
+	s.enqueue(r)
 }
 
 // popHeld takes the oldest held request off the held queue. s.mu is held.
@@ -499,7 +520,7 @@ func (s *serving) free(r *request) {
 }
 
 // runner starts as a searcher. It takes requests from the queue and runs
-// them, oldest first, and parks when the queue is empty, until it is told
+// them, in the serving order (order.go), and parks when the queue is empty, until it is told
 // to exit or finds the queue empty once the half has stopped.
 func (s *serving) runner() {
 	defer s.wg.Done()
@@ -580,6 +601,9 @@ func (s *serving) reapParked() {
 
 // run calls the handler and sends the reply; the caller retires r.
 func (s *serving) run(r *request) {
+	if st := r.ctx.stream(); st != nil {
+		defer st.end() // late PUSHes are dropped; a Yield left running fails
+	}
 	if s.base.Err() != nil {
 		// Stopped: Stop cancels contexts one by one, so r's may not have
 		// ended yet, but nothing starts now and no reply could leave.
@@ -594,7 +618,7 @@ func (s *serving) run(r *request) {
 		return
 	}
 	err := s.call(r)
-	r.payload = nil
+	r.in = nil
 	switch {
 	case r.Notify:
 		if err != nil {
@@ -630,13 +654,14 @@ func (s *serving) reply(r *request, err error) {
 	f := &r.f
 	if err == nil {
 		f.KeepPayload(frame.TypeResponse, r.XID)
+		f.Flags = replyFlags(r)
 	} else {
 		f.Release()
-		*f = frame.Frame{Type: frame.TypeError, XID: r.XID, Err: remoteError(err)}
+		*f = frame.Frame{Type: frame.TypeError, Flags: replyFlags(r), XID: r.XID, Err: remoteError(err)}
 	}
 	err = s.send(f)
 	if errors.Is(err, frame.ErrTooLarge) {
-		*f = frame.Frame{Type: frame.TypeError, XID: r.XID, Err: &frame.RemoteError{
+		*f = frame.Frame{Type: frame.TypeError, Flags: replyFlags(r), XID: r.XID, Err: &frame.RemoteError{
 			Code: frame.CodeInternal, Message: "result of " + r.Method + ": " + err.Error(),
 		}}
 		s.send(f)
@@ -661,6 +686,9 @@ func (s *serving) unbook(r *request) {
 func (s *serving) retire(r *request) {
 	s.unbook(r)
 	s.running--
+	if r.Key != "" {
+		s.nextOfKey(r.Key)
+	}
 	if s.held.len() > 0 {
 		s.unhold()
 	}

@@ -13,6 +13,13 @@
 // [Mux.Done] and [Mux.Err] tell whether the stream is still alive without
 // making a call. Arguments and replies are encoded with msgpack.
 //
+// A call's context may carry a [Priority] ([WithPriority]), which orders
+// its request against waiting ones, and an ordering key ([WithKey]): the
+// server runs the requests of one key one at a time, in arrival order.
+// [Mux.GoFunc] calls a function once a call has finished, and a [Group]
+// waits for a set of calls and returns the first error, canceling the
+// others; neither needs a goroutine per call.
+//
 // Calls go both ways on one stream. Given demux.Handle(h) among its
 // options, a Mux also serves the requests its peer sends, so two Muxes
 // that both serve are peers that call each other. Inside a handler,

@@ -55,8 +55,9 @@ type Mux struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	pending pendingTable // calls waiting for a reply, by xid; guarded by mu
-	err     error        // set once the Mux can take no new calls; guarded by mu
+	pending pendingTable       // calls waiting for a reply, by xid; guarded by mu
+	streams map[uint64]*Stream // the streams among them; guarded by mu
+	err     error              // set once the Mux can take no new calls; guarded by mu
 
 	finished int // calls the reader has finished; only the reader touches it
 }
@@ -174,7 +175,7 @@ func (m *Mux) Err() error {
 func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 	c := getCall()
 	c.reply = reply
-	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
+	if err := m.start(ctx, c, frame.TypeRequest, method, args, nil); err != nil {
 		putCall(c)
 		return err
 	}
@@ -207,10 +208,19 @@ func (m *Mux) Call(ctx context.Context, method string, args, reply any) error {
 // context.AfterFunc, whose short-lived goroutine, if ctx ends first, only
 // queues the CANCEL and finishes the call.
 func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
+	return m.goCall(ctx, method, args, reply, nil)
+}
+
+// goCall starts an asynchronous call and has fn, if not nil, called with
+// it once it has finished (see GoFunc).
+func (m *Mux) goCall(ctx context.Context, method string, args, reply any, fn func(*Call)) *Call {
 	c := &Call{reply: reply, done: make(chan struct{})} // unbuffered: async
-	if err := m.start(ctx, c, frame.TypeRequest, method, args); err != nil {
+	if fn != nil {
+		c.then = func() bool { fn(c); return true }
+	}
+	if err := m.start(ctx, c, frame.TypeRequest, method, args, nil); err != nil {
 		c.err = err
-		close(c.done)
+		c.closeDone()
 	}
 	return c
 }
@@ -221,14 +231,15 @@ func (m *Mux) Go(ctx context.Context, method string, args, reply any) *Call {
 // too large, ctx ends while the send queue is full, or the stream is gone.
 func (m *Mux) Notify(ctx context.Context, method string, args any) error {
 	c := getCall()
-	err := m.start(ctx, c, frame.TypeNotify, method, args)
+	err := m.start(ctx, c, frame.TypeNotify, method, args, nil)
 	putCall(c)
 	return err
 }
 
 // start encodes and queues the request for c. For a TypeRequest it
-// registers c under a fresh xid first; on error nothing stays registered.
-func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string, args any) error {
+// registers c under a fresh xid first, and st, if not nil, as the stream
+// of its results and arguments; on error nothing stays registered.
+func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string, args any, st *Stream) error {
 	if err := ctx.Err(); err != nil {
 		return notSent(fmt.Errorf("mux: call %q: %w", method, err))
 	}
@@ -242,6 +253,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	// empties it before the request can leave.
 	f := &c.resp
 	*f = frame.Frame{Type: typ, Method: method}
+	if err := setFlow(ctx, f); err != nil {
+		return notSent(err)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		f.Flags |= frame.FlagDeadline
 		f.Budget = time.Until(deadline)
@@ -265,6 +279,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	if typ == frame.TypeRequest {
 		c.xid = m.pending.add(c)
 		f.XID = c.xid
+		if st != nil {
+			m.addStream(c.xid, st, f)
+		}
 	}
 	m.mu.Unlock()
 	err := m.ch.SendTracked(ctx, f, &c.seq) // from here on, the reply may arrive in f
@@ -279,6 +296,9 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	} else {
 		err = m.closedError(err)
 	}
+	if st != nil {
+		m.removeStream(c.xid, st)
+	}
 	if typ == frame.TypeRequest && !m.unregister(c) {
 		// fail or abandon took the call first and finishes it with its
 		// own error; the caller waits on done as if the send had worked.
@@ -289,7 +309,7 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 
 // watch arranges for an asynchronous call to be abandoned when ctx ends.
 // It runs after the request is queued, so that a CANCEL never overtakes
-// its REQUEST. c.stop is set under the lock that finishing takes first, so
+// its REQUEST. c.then is set under the lock that finishing takes first, so
 // whoever finishes c sees it.
 func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	m.mu.Lock()
@@ -297,12 +317,17 @@ func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	if m.pending.get(c.xid) != c {
 		return // already finished
 	}
-	c.stop = context.AfterFunc(ctx, func() {
+	stop := context.AfterFunc(ctx, func() {
 		if m.abandon(ctx, c) {
 			c.err = fmt.Errorf("mux: call %q: %w", method, ctx.Err())
-			close(c.done)
+			c.closeDone()
 		}
 	})
+	if fn := c.then; fn != nil { // GoFunc's callback
+		c.then = func() bool { stop(); return fn() }
+	} else {
+		c.then = stop
+	}
 }
 
 // unregister removes c from the pending table, reporting whether it was
@@ -318,14 +343,14 @@ func (m *Mux) unregister(c *Call) bool {
 }
 
 // abandon gives up on c because its context ended. If c was still waiting,
-// it tells the server with a CANCEL frame and reports true; the caller then
-// owns c. The CANCEL is best effort: ctx is already done, so Send does not
-// wait for room in a full send queue.
+// it tells the server with a CANCEL frame, at the call's priority, and
+// reports true; the caller then owns c. The CANCEL is best effort: ctx is
+// already done, so Send does not wait for room in a full send queue.
 func (m *Mux) abandon(ctx context.Context, c *Call) bool {
 	if !m.unregister(c) {
 		return false
 	}
-	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, XID: c.xid})
+	m.ch.Send(ctx, &frame.Frame{Type: frame.TypeCancel, Flags: cancelFlags(ctx), XID: c.xid})
 	return true
 }
 
@@ -339,6 +364,9 @@ func (r *replies) Reply(f *frame.Frame) {
 	m := (*Mux)(r)
 	m.mu.Lock()
 	c := m.pending.remove(f.XID)
+	if len(m.streams) > 0 {
+		delete(m.streams, f.XID) // its YIELDs have all come: they precede the reply
+	}
 	m.mu.Unlock()
 	if c == nil { // its caller gave up; drop the late reply
 		if m.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -383,6 +411,7 @@ func (r *replies) Fail(cause error) {
 		m.err = err
 	}
 	pending := m.pending.takeAll()
+	m.streams = nil
 	m.mu.Unlock()
 	for _, c := range pending {
 		c.sent.Wait() // a request that refers to its caller's bytes is let go first
@@ -412,7 +441,7 @@ type Call struct {
 	xid    uint64
 	seq    atomic.Uint64  // the request's number in the send queue (channel.Conn.SendTracked)
 	done   chan struct{}  // Go: unbuffered, closed when finished; Call: buffered, receives one token
-	stop   func() bool    // Go: stops the AfterFunc watching ctx
+	then   func() bool    // Go: run once finished, after done is closed (closeDone)
 	sent   sync.WaitGroup // Call: waits for a request that refers to args (referMin)
 }
 
@@ -441,11 +470,20 @@ func (c *Call) finish() {
 		c.done <- struct{}{}
 		return
 	}
-	if c.stop != nil {
-		c.stop()
-	}
 	c.err = c.result()
+	c.closeDone()
+}
+
+// closeDone closes the done channel of an asynchronous call that has
+// finished, then runs c.then, if any: it stops the AfterFunc that watched
+// the call's context, and runs GoFunc's callback. Whoever finishes c calls
+// it once, on the goroutine that finished c. If ctx ends between the two,
+// the AfterFunc's goroutine finds the call finished and only exits.
+func (c *Call) closeDone() {
 	close(c.done)
+	if c.then != nil {
+		c.then()
+	}
 }
 
 // result decodes the reply, if any, into c.reply and releases it.

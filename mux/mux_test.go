@@ -30,6 +30,7 @@ type echoArgs struct {
 func echoRouter() *demux.Router {
 	r := demux.NewRouter()
 	r.Handle("echo", demux.Func(func(_ context.Context, a echoArgs) (echoArgs, error) { return a, nil }))
+	addStreamHandlers(r)
 	return r
 }
 

@@ -38,6 +38,9 @@ type Server interface {
 	Accept(f *frame.Frame) error
 	// Cancel handles a CANCEL frame.
 	Cancel(xid uint64)
+	// Stream takes over a WANT, PUSH or CLOSE frame, which belong to a
+	// streaming request. An error ends the stream with that error.
+	Stream(f *frame.Frame) error
 	// Busy reports whether any accepted request is still to be answered.
 	Busy() bool
 	// Finish waits until every request accepted so far has been answered
@@ -58,6 +61,9 @@ type Server interface {
 type Caller interface {
 	// Reply takes over a RESPONSE or ERROR frame.
 	Reply(f *frame.Frame)
+	// Item takes over a YIELD or TAKE frame, which belong to a streaming
+	// call. An error ends the stream with that error.
+	Item(f *frame.Frame) error
 	// GoAway tells the calling half that the peer takes no new requests.
 	GoAway(reason *frame.RemoteError)
 	// Fail tells the calling half that the stream is gone: no reply will
@@ -283,7 +289,7 @@ func (c *Conn) Close() error {
 // acceptType refuses, before its body is read, a reply to a side that has
 // made no call: no RESPONSE or ERROR can be due to it.
 func (c *Conn) acceptType(t frame.Type) error {
-	if (t == frame.TypeResponse || t == frame.TypeError) && c.caller.Load() == nil {
+	if (t == frame.TypeResponse || t == frame.TypeError || t == frame.TypeYield || t == frame.TypeTake) && c.caller.Load() == nil {
 		return fmt.Errorf("%w: a %v frame, but this side has made no call", frame.ErrMalformed, t)
 	}
 	return nil
@@ -311,6 +317,19 @@ func (c *Conn) route(f *frame.Frame) error {
 		}
 		f.Release()
 		return nil
+	case frame.TypeYield, frame.TypeTake:
+		p := c.caller.Load()
+		if p == nil {
+			f.Release()
+			return fmt.Errorf("%w: a %v frame, but this side has made no call", frame.ErrMalformed, f.Type)
+		}
+		return (*p).Item(f)
+	case frame.TypeWant, frame.TypePush, frame.TypeClose:
+		if c.server == nil {
+			f.Release()
+			return fmt.Errorf("%w: a %v frame, but this side serves no requests", frame.ErrMalformed, f.Type)
+		}
+		return c.server.Stream(f)
 	case frame.TypeGoAway:
 		c.mu.Lock()
 		if c.goAway == nil {
