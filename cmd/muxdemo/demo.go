@@ -60,9 +60,11 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 	if cfg.Progress {
 		prog = startProgress(stderr, st, cfg.Interval)
 	}
+	bulk := startBulk(ctx, cfg, sd.clients)
 	begin := time.Now()
-	callAll(ctx, cfg, sd.clients, st)
+	callAll(cfg.Flow.smallContext(ctx), cfg, sd.clients, st)
 	wall := time.Since(begin)
+	bulkSum := bulk.finish(cfg)
 	interrupted := ctx.Err() != nil
 	if prog != nil {
 		prog.stop()
@@ -70,6 +72,7 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 	shutdownErr := sd.stop()
 	sum := st.summarize(cfg, wall, interrupted, srv.peak.Load(), shutdownErr)
 	sum.listener = sd.listener
+	sum.bulk = bulkSum
 	return sum, nil
 }
 

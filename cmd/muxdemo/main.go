@@ -67,6 +67,14 @@
 //	               spread over n (at least 1, at most -callers) client
 //	               connections made by mux.Dial (default: no listener, one
 //	               stream of -transport)
+//	-bulk n        n bulk callers, each echoing -bulk-size bytes in a loop
+//	               over the same connection(s) beside the small callers
+//	               until they are done; the summary adds the bulk calls'
+//	               throughput and latency, and its latency rows are then
+//	               those of the small calls (default 0)
+//	-bulk-size n   bytes of each bulk call; 0 means 1 MiB (default 0)
+//	-priority      the small callers' calls are sent urgent
+//	               (mux.WithPriority(ctx, mux.PriorityUrgent))
 //	-quiet         no progress line (it is drawn only when stderr is a
 //	               terminal anyway)
 //
@@ -103,6 +111,7 @@ type config struct {
 	Conns     int           // 0 = one stream; > 0 = a demux.Server and this many clients
 	Progress  bool          // draw the progress line on stderr
 	Interval  time.Duration // how often the progress line is redrawn; 0 = 250ms
+	Flow      flowConfig    // -bulk, -bulk-size, -priority (flow.go)
 }
 
 // defaultConfig is the configuration of a run without flags.
@@ -163,6 +172,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.Delay, "delay", cfg.Delay, "scale of the handlers' 30/20/10 ms sleeps; 0 means no sleep")
 	fs.BoolVar(&cfg.Nested, "nested", cfg.Nested, "server handlers call the caller's side back before answering")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "serve with a demux.Server on a listener (tcp, or unix with -transport unix), the callers spread over this many connections")
+	addFlowFlags(fs, &cfg.Flow)
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -202,6 +212,9 @@ func resolveConns(fs *flag.FlagSet, cfg *config) error {
 
 // validate rejects configurations the demo cannot run.
 func (c config) validate() error {
+	if err := c.Flow.validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.Callers < 1:
 		return fmt.Errorf("-callers must be at least 1, not %d", c.Callers)
