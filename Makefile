@@ -83,3 +83,10 @@ bench-peers-quick:
 .PHONY: bench-flow-quick
 bench-flow-quick: toxiproxy
 	cd bench && $(GO) run ./cmd/holbench -out ../docs/flow
+
+## bench-stream: streamed throughput, 1 GiB in 64 KiB items over one TCP loopback connection,
+## muxrpc streams against gRPC server streaming; writes docs/flow/stream.md
+.PHONY: bench-stream
+bench-stream:
+	@mkdir -p docs/flow
+	cd bench && $(GO) run ./cmd/streambench -out ../docs/flow/stream.md

@@ -74,6 +74,7 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 			return req.Bytes()
 		}))
 	}
+	router.Handle("stream", demux.HandlerFunc(muxStreamHandler))
 	var opts []demux.Option
 	var mopts []mux.Option
 	if m.Workers > 0 {
