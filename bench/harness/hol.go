@@ -289,8 +289,8 @@ func RunLink(sys systems.System, connect func() (client, server net.Conn, err er
 		res.Unloaded = append(res.Unloaded, d)
 	}
 	bulkDone := make(chan error, 1)
+	payload := MakePayload(opt.BulkSize) // made first, so that the echo starts at once
 	go func() {
-		payload := MakePayload(opt.BulkSize)
 		t0 := time.Now()
 		out, err := caller.Echo(ctx, payload, nil)
 		res.Bulk = time.Since(t0)

@@ -25,11 +25,20 @@ type Muxrpc struct {
 	// ChunkSize is passed to mux.ChunkSize and demux.ChunkSize; zero
 	// means the default (16 KiB).
 	ChunkSize int
+	// Urgent sends calls of at most urgentMax bytes with
+	// mux.PriorityUrgent (mux.WithPriority), for the head-of-line
+	// benchmark, whose small calls are 16 B and bulk calls 1 MiB.
+	Urgent bool
 }
+
+// urgentMax is the largest argument Muxrpc.Urgent sends urgent.
+const urgentMax = 1 << 10
 
 // Name implements System.
 func (m Muxrpc) Name() string {
 	switch {
+	case m.Urgent:
+		return "muxrpc-urgent"
 	case m.ChunkSize > 0:
 		return "muxrpc-chunk" + sizeName(m.ChunkSize)
 	case m.Keepalive:
@@ -50,6 +59,9 @@ func (m Muxrpc) Note() string {
 	}
 	if m.Keepalive {
 		s += ", keepalive on at both ends (30 s, 10 s)"
+	}
+	if m.Urgent {
+		s += fmt.Sprintf(", calls of at most %d B sent with mux.WithPriority(ctx, mux.PriorityUrgent)", urgentMax)
 	}
 	if m.ChunkSize > 0 {
 		s += fmt.Sprintf(", mux.ChunkSize and demux.ChunkSize %s", sizeName(m.ChunkSize))
@@ -101,12 +113,18 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 		}
 		return errors.Join(errM, errD, errS)
 	})
-	return muxCaller{mx}, closer, nil
+	return muxCaller{mx, m.Urgent}, closer, nil
 }
 
-type muxCaller struct{ m *mux.Mux }
+type muxCaller struct {
+	m      *mux.Mux
+	urgent bool
+}
 
 func (c muxCaller) Echo(ctx context.Context, in, buf []byte) ([]byte, error) {
+	if c.urgent && len(in) <= urgentMax {
+		ctx = mux.WithPriority(ctx, mux.PriorityUrgent)
+	}
 	out := buf[:0]
 	err := c.m.Call(ctx, "echo", in, &out)
 	return out, err

@@ -32,7 +32,8 @@ func TestStream(t *testing.T) {
 }
 
 // TestFlowSystems echoes through the head-of-line benchmark's systems
-// that TestEcho does not cover (muxrpc with other chunk sizes).
+// that TestEcho does not cover (muxrpc with other chunk sizes, and with
+// its small calls urgent).
 func TestFlowSystems(t *testing.T) {
 	for _, sys := range systems.Flow() {
 		if _, ok := sys.(systems.Muxrpc); !ok || sys.Name() == "muxrpc" {

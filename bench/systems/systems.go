@@ -52,13 +52,15 @@ func All() []System {
 
 // Flow returns the systems of the head-of-line benchmark (holbench), in
 // report order: the raw framed echo, muxrpc with its default chunk size
-// (16 KiB) and with 4 and 64 KiB chunks, and gRPC.
+// (16 KiB), with 4 and 64 KiB chunks and with its small calls sent
+// urgent, and gRPC.
 func Flow() []System {
 	return []System{
 		Raw{},
 		Muxrpc{},
 		Muxrpc{ChunkSize: 4 << 10},
 		Muxrpc{ChunkSize: 64 << 10},
+		Muxrpc{Urgent: true},
 		GRPC{},
 	}
 }

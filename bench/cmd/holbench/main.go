@@ -58,7 +58,7 @@ type config struct {
 	linkRate             int // KB/s (1000 bytes)
 	linkOpt              harness.LinkOptions
 	toxiproxy            string
-	sockbuf              int // SO_SNDBUF and SO_RCVBUF of both ends; 0 leaves the kernel's
+	sock                 sockOpts
 	outDir, name         string
 	progress             io.Writer
 }
@@ -80,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		link      = fs.Bool("link", true, "run the slow-link cell (needs toxiproxy)")
 		linkRate  = fs.Int("link-rate", 100, "the slow link's rate, KB/s (1000 bytes), client to server")
 		sockbuf   = fs.Int("sockbuf", 0, "set SO_SNDBUF and SO_RCVBUF of both ends of the connection to this many bytes (0: the kernel's defaults and autotuning)")
+		lowat     = fs.Int("notsent-lowat", 0, "set TCP_NOTSENT_LOWAT of both ends to this many bytes: a write waits while more than this is queued in the socket and not yet sent (0: the kernel's default, no limit)")
 		toxi      = fs.String("toxiproxy", defaultToxiproxy(), "toxiproxy server binary ($MUXRPC_TOXIPROXY, else ../.bin/toxiproxy-server)")
 		outDir    = fs.String("out", "../docs/flow", "directory for the markdown report and the SVG charts")
 		name      = fs.String("name", "results.md", "report file name in -out")
@@ -97,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			BulkCallers: *bulkN, BulkSize: *bulkSize, SmallSize: *smallSize,
 			Unloaded: *unloaded, Warmup: *warmup, Duration: *duration,
 		},
-		link: *link, linkRate: *linkRate, toxiproxy: *toxi, sockbuf: *sockbuf,
+		link: *link, linkRate: *linkRate, toxiproxy: *toxi, sock: sockOpts{*sockbuf, *lowat},
 		linkOpt: harness.LinkOptions{BulkSize: *bulkSize, SmallSize: *smallSize, Unloaded: 20},
 		outDir:  *outDir, name: *name,
 	}
@@ -188,8 +189,8 @@ func rotate(s []systems.System, i int) []systems.System {
 func runHOL(cfg config) map[string][]harness.HOLResult {
 	out := make(map[string][]harness.HOLResult)
 	connect := func() (net.Conn, net.Conn, error) {
-		if cfg.sockbuf > 0 {
-			return tcpPair(cfg.sockbuf)
+		if cfg.sock != (sockOpts{}) {
+			return tcpPair(cfg.sock)
 		}
 		return transport.Pair(transport.TCP, new(transport.Counts))
 	}
@@ -239,14 +240,14 @@ func runLink(cfg config) (map[string][]harness.LinkResult, error) {
 			}
 			accepted <- c
 		}()
-		client, err := dialBuf(proxy.Listen, cfg.sockbuf)
+		client, err := dialOpts(proxy.Listen, cfg.sock)
 		if err != nil {
 			ln.Close() // ends the Accept; the run fails
 			return nil, nil, errors.Join(err, <-acceptErr)
 		}
 		select {
 		case server := <-accepted:
-			if err := setBuf(server, cfg.sockbuf); err != nil {
+			if err := setOpts(server, cfg.sock); err != nil {
 				client.Close()
 				server.Close()
 				return nil, nil, err
@@ -499,49 +500,68 @@ func writeCharts(cfg config, prefix string, hol map[string][]harness.HOLResult, 
 	return names, err
 }
 
-// dialBuf dials addr over TCP with SO_SNDBUF and SO_RCVBUF set to n
-// before the connection is made (so that the window scale fits them);
-// n == 0 leaves the kernel's defaults.
-func dialBuf(addr string, n int) (net.Conn, error) {
-	d := net.Dialer{}
-	if n > 0 {
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n)
-				if serr == nil {
-					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
-				}
-			})
-			return errors.Join(err, serr)
-		}
+// sockOpts are socket options set on both ends of a connection; zero
+// fields leave the kernel's defaults.
+type sockOpts struct {
+	buf   int // SO_SNDBUF and SO_RCVBUF
+	lowat int // TCP_NOTSENT_LOWAT
+}
+
+// tcpNotsentLowat is TCP_NOTSENT_LOWAT on Linux (the syscall package
+// lacks it).
+const tcpNotsentLowat = 25
+
+// set sets o on the socket fd.
+func (o sockOpts) set(fd int) error {
+	var errs []error
+	if o.buf > 0 {
+		errs = append(errs, syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, o.buf),
+			syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, o.buf))
 	}
+	if o.lowat > 0 {
+		errs = append(errs, syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotsentLowat, o.lowat))
+	}
+	return errors.Join(errs...)
+}
+
+// control returns a Dialer or ListenConfig Control function that sets o
+// before the connection is made (so that the window scale fits the
+// buffers).
+func (o sockOpts) control() func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = o.set(int(fd)) })
+		return errors.Join(err, serr)
+	}
+}
+
+// dialOpts dials addr over TCP with o set.
+func dialOpts(addr string, o sockOpts) (net.Conn, error) {
+	d := net.Dialer{Control: o.control()}
 	return d.Dial("tcp", addr)
 }
 
-// setBuf sets SO_SNDBUF and SO_RCVBUF of an accepted TCP connection; n ==
-// 0 does nothing.
-func setBuf(c net.Conn, n int) error {
-	if n <= 0 {
+// setOpts sets o on an accepted TCP connection.
+func setOpts(c net.Conn, o sockOpts) error {
+	if o == (sockOpts{}) {
 		return nil
 	}
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return fmt.Errorf("not a TCP connection: %T", c)
+		return fmt.Errorf("not a socket: %T", c)
 	}
-	return errors.Join(tc.SetWriteBuffer(n), tc.SetReadBuffer(n))
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) { serr = o.set(int(fd)) })
+	return errors.Join(err, serr)
 }
 
-// tcpPair connects two ends over TCP loopback with socket buffers of n
-// bytes.
-func tcpPair(n int) (client, server net.Conn, err error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
-		})
-		return errors.Join(err, serr)
-	}}
+// tcpPair connects two ends over TCP loopback with o set on both.
+func tcpPair(o sockOpts) (client, server net.Conn, err error) {
+	lc := net.ListenConfig{Control: o.control()}
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
@@ -557,7 +577,7 @@ func tcpPair(n int) (client, server net.Conn, err error) {
 		}
 		accepted <- c
 	}()
-	client, err = dialBuf(ln.Addr().String(), n)
+	client, err = dialOpts(ln.Addr().String(), o)
 	if err != nil {
 		ln.Close()
 		return nil, nil, errors.Join(err, <-acceptErr)
@@ -568,7 +588,7 @@ func tcpPair(n int) (client, server net.Conn, err error) {
 		client.Close()
 		return nil, nil, err
 	}
-	if err := setBuf(server, n); err != nil {
+	if err := setOpts(server, o); err != nil {
 		client.Close()
 		server.Close()
 		return nil, nil, err
