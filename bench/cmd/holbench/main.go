@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var (
 		sysList   = fs.String("systems", strings.Join(names(systems.Flow()), ","), "systems of the loopback cell")
 		linkList  = fs.String("link-systems", "raw,muxrpc,muxrpc-chunk4KiB,grpc", "systems of the slow-link cell")
-		rounds    = fs.Int("rounds", 3, "rounds of the loopback cell")
+		rounds    = fs.Int("rounds", 5, "rounds of the loopback cell")
 		lrounds   = fs.Int("link-rounds", 3, "rounds of the slow-link cell")
 		bulkN     = fs.Int("bulk-callers", 4, "callers echoing -bulk-size without pause in the loopback cell")
 		bulkSize  = fs.Int("bulk-size", 1<<20, "bytes each bulk call echoes")
@@ -295,8 +295,10 @@ func spreadOf(v []float64) spread {
 func durSpread(rs []harness.HOLResult, f func(harness.HOLResult) time.Duration) spread {
 	var v []float64
 	for _, r := range rs {
-		if r.OK() {
-			v = append(v, float64(f(r)))
+		// A zero latency is no measurement (a phase in which the small
+		// caller completed no call, on a starved machine).
+		if d := f(r); r.OK() && d > 0 {
+			v = append(v, float64(d))
 		}
 	}
 	return spreadOf(v)
