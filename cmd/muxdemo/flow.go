@@ -86,9 +86,9 @@ type bulkRun struct {
 	stop  chan struct{} // closed to make the callers stop after their call
 	wg    sync.WaitGroup
 	begin time.Time
-	wall  time.Duration // set by finish
-	err   error         // the first failure, for the notes; set by finish
-	mu    sync.Mutex
+
+	mu  sync.Mutex
+	err error // the first failure; guarded by mu
 }
 
 // startBulk starts cfg.Flow.Bulk callers over clients (caller i over
