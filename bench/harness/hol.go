@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/muxrpc/muxrpc/bench/systems"
+	"github.com/muxrpc/muxrpc/bench/transport"
 )
 
 // HOLOptions are the knobs of the head-of-line cell: over one connection,
@@ -26,6 +27,9 @@ type HOLOptions struct {
 	Warmup      time.Duration // with the bulk callers running, before the window
 	Duration    time.Duration // the measured window with the bulk callers
 	Timeout     time.Duration // how long to wait for callers or Close after the window
+	// Counts, if not nil, counts the transport calls of the pair that
+	// connect returns; the result then has those made in the window.
+	Counts *transport.Counts
 }
 
 // Latency summarizes a set of call latencies.
@@ -43,8 +47,11 @@ type HOLResult struct {
 	BulkMBps  float64 // bulk payload echoed per second, in MB (10^6 bytes), one direction
 	BulkCalls int64
 	Elapsed   time.Duration // the loaded window
-	Err       string
-	CloseErr  string
+	// Reads and Writes are the transport calls of both ends in the
+	// window, if HOLOptions.Counts was set.
+	Reads, Writes int64
+	Err           string
+	CloseErr      string
 }
 
 // OK reports whether r holds measurements.
@@ -164,6 +171,13 @@ func RunHOL(sys systems.System, connect func() (client, server net.Conn, err err
 		}
 	}
 	var t0, t1 time.Time
+	var r0, w0, r1, w1 int64
+	countNow := func() (int64, int64) {
+		if opt.Counts == nil {
+			return 0, 0
+		}
+		return opt.Counts.Reads(), opt.Counts.Writes()
+	}
 	if wait(opt.Unloaded/5) && phase.CompareAndSwap(holAloneWarm, holAlone) && wait(opt.Unloaded) &&
 		phase.CompareAndSwap(holAlone, holLoadedWarm) {
 		for range opt.BulkCallers {
@@ -177,8 +191,10 @@ func RunHOL(sys systems.System, connect func() (client, server net.Conn, err err
 		}
 		if wait(opt.Warmup) && phase.CompareAndSwap(holLoadedWarm, holLoaded) {
 			t0 = time.Now()
+			r0, w0 = countNow()
 			if wait(opt.Duration) {
 				t1 = time.Now()
+				r1, w1 = countNow()
 			}
 		}
 	}
@@ -209,6 +225,7 @@ func RunHOL(sys systems.System, connect func() (client, server net.Conn, err err
 	res.Elapsed = t1.Sub(t0)
 	res.Unloaded, res.Loaded, res.Bulk = alone.latency(), loaded.latency(), bulk.latency()
 	res.BulkCalls = bulkN.Load()
+	res.Reads, res.Writes = r1-r0, w1-w0
 	res.BulkMBps = float64(res.BulkCalls) * float64(opt.BulkSize) / 1e6 / res.Elapsed.Seconds()
 	return res
 }

@@ -188,28 +188,32 @@ func rotate(s []systems.System, i int) []systems.System {
 
 func runHOL(cfg config) map[string][]harness.HOLResult {
 	out := make(map[string][]harness.HOLResult)
-	var counts *transport.Counts // of the last pair made, without -sockbuf and -notsent-lowat
+	counted := cfg.sock == (sockOpts{}) // tcpPair's conns are not wrapped for counting
+	var counts *transport.Counts
 	connect := func() (net.Conn, net.Conn, error) {
-		if cfg.sock != (sockOpts{}) {
-			counts = nil
+		if !counted {
 			return tcpPair(cfg.sock)
 		}
-		counts = new(transport.Counts)
 		return transport.Pair(transport.TCP, counts)
 	}
 	for round := range cfg.rounds {
 		for _, sys := range rotate(cfg.systems, round) {
-			r := harness.RunHOL(sys, connect, cfg.hol)
+			opt := cfg.hol
+			if counted {
+				counts = new(transport.Counts)
+				opt.Counts = counts
+			}
+			r := harness.RunHOL(sys, connect, opt)
 			out[sys.Name()] = append(out[sys.Name()], r)
 			if cfg.progress != nil {
 				status := fmt.Sprintf("alone p50 %-9v | loaded p50 %-9v p99 %-9v max %-9v | bulk %6.0f MB/s",
 					r.Unloaded.P50, r.Loaded.P50, r.Loaded.P99, r.Loaded.Max, r.BulkMBps)
-				if counts != nil && r.OK() {
-					// The whole run's Read and Write calls, both ends, per
-					// bulk MiB echoed in the window: a rough gauge of how
-					// the writers batch.
+				if counted && r.OK() {
+					// Read and Write calls of both ends in the window, per
+					// bulk MiB echoed (small calls' included): a gauge of
+					// how the writers batch.
 					mib := float64(r.BulkCalls) * float64(cfg.hol.BulkSize) / (1 << 20)
-					status += fmt.Sprintf(" | %.0f writes, %.0f reads per bulk MiB", float64(counts.Writes())/mib, float64(counts.Reads())/mib)
+					status += fmt.Sprintf(" | %.1f writes, %.1f reads per bulk MiB", float64(r.Writes)/mib, float64(r.Reads)/mib)
 				}
 				if !r.OK() {
 					status = "FAILED: " + r.Err
