@@ -39,6 +39,7 @@
 //     (on each connection, with -conns);
 //   - with -nested, every callback made was checked by its caller;
 //   - with -conns, every connection carried calls;
+//   - with -bulk, every bulk call echoed its payload;
 //   - the server shut down cleanly, and no goroutine outlived the run.
 //
 // Usage:
