@@ -77,6 +77,16 @@ bench-peers:
 bench-peers-quick:
 	cd bench && $(GO) run ./cmd/peerbench -quick -out ../docs/peers
 
+## bench-nvim: muxrpc in the msgpack-rpc dialect against nvim --embed, and Go to Go (native and msgpack-rpc) over a child's stdio, at 1, 16 and 256 callers (needs nvim; bench/README.md)
+.PHONY: bench-nvim
+bench-nvim:
+	cd bench && $(GO) run ./cmd/nvimbench
+
+## bench-pool: a pool.Pool of one endpoint (1, 2, 4 connections) against a plain mux.Mux, 16 B × 256 callers over TCP (bench/, ~25 s)
+.PHONY: bench-pool
+bench-pool:
+	cd bench && $(GO) run ./cmd/poolbench
+
 ## bench-flow-quick: head-of-line blocking: 16 B calls beside 4 callers echoing 1 MiB over one TCP
 ## loopback connection, and beside one 1 MiB echo over a 100 KB/s toxiproxy link (~4 min; builds
 ## toxiproxy first); writes docs/flow/results.md and its SVG charts

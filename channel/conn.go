@@ -79,13 +79,15 @@ type Config struct {
 	// wrapping ErrUnresponsive. The PING may wait in the network behind
 	// what this side wrote since it last heard from the peer, so the
 	// timeout grows by a second for every FrameRate bytes of that. Only a
-	// peer that answers PING (PROTOCOL.md) may be sent one.
+	// peer that answers PING (PROTOCOL.md) may be sent one; with a Codec
+	// that has no PING (frame.Limits), keepalive stays off.
 	KeepaliveInterval time.Duration
 	KeepaliveTimeout  time.Duration
 	// AuthKey, when not empty, makes both sides prove they hold the same
 	// key right after the prefaces (PROTOCOL.md), before any other frame
 	// is sent or accepted. A peer without the key, or with another, ends
-	// the stream with an error wrapping ErrAuth on both sides.
+	// the stream with an error wrapping ErrAuth on both sides. With a Codec
+	// that has no CHALLENGE (frame.Limits), Serve fails with ErrAuth.
 	AuthKey []byte
 	// Accepted says that this side accepted the stream (a server) rather
 	// than opened it; authentication gives the two sides their roles by
@@ -191,12 +193,26 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 	}
 	c.guard.handshake = max(cfg.HandshakeTimeout, 0)
 	c.guard.frame = max(cfg.FrameTimeout, 0)
-	if cfg.KeepaliveInterval > 0 && cfg.KeepaliveTimeout > 0 {
+	if cfg.KeepaliveInterval > 0 && cfg.KeepaliveTimeout > 0 && carries(cfg.Codec, frame.TypePing) {
 		c.guard.interval, c.guard.timeout = cfg.KeepaliveInterval, cfg.KeepaliveTimeout
 	}
 	c.auth, c.authErr = newAuth(cfg.AuthKey, !cfg.Accepted)
+	if len(cfg.AuthKey) > 0 && !carries(cfg.Codec, frame.TypeChallenge) {
+		c.auth, c.authErr = nil, fmt.Errorf("%w: the wire dialect has no authentication frames", ErrAuth)
+	}
 	return c
 }
+
+// carries reports whether codec has a wire form for frames of type t (see
+// frame.Limits). Keepalive is off with a codec that has no PING: its peer
+// could not answer one.
+func carries(codec frame.Codec, t frame.Type) bool {
+	l, ok := codec.(frame.Limits)
+	return !ok || l.Carries(t)
+}
+
+// Codec is the wire dialect the Conn speaks.
+func (c *Conn) Codec() frame.Codec { return c.codec }
 
 // MaxFrameSize is the frame size limit in force.
 func (c *Conn) MaxFrameSize() int { return c.max }

@@ -64,4 +64,10 @@
 // When the client stops sending but can still read (TCP's CloseWrite, a
 // parent closing a child's stdin), the requests already read are answered
 // before Serve returns an error wrapping io.EOF.
+//
+// A handler whose caller made a stream (mux.Stream) may send result items
+// before its final result with [Yield], and receive the caller's argument
+// items with [Recv]; both are flow-controlled per stream, so a slow peer
+// holds up this handler only. [Progress] sends a progress report to a
+// caller that asked for them (mux.CallProgress) without ever waiting.
 package demux

@@ -97,7 +97,8 @@ func MaxConns(n int) Option {
 // channel.ErrUnresponsive and the connection's handlers are canceled.
 // Zero or negative values turn it off. The client must answer PING
 // (PROTOCOL.md), as muxrpc's does. NewServer turns it on with 30 s and
-// 10 s; New leaves it off.
+// 10 s; New leaves it off. With a dialect that has no PING
+// (msgpackrpc.Dialect), it does nothing.
 func Keepalive(interval, timeout time.Duration) Option {
 	return func(c *core.Config) {
 		c.Channel.KeepaliveInterval, c.Channel.KeepaliveTimeout = interval, timeout

@@ -20,7 +20,10 @@
 // payloads are not msgpack (payloads are encoded and decoded by this
 // package). A Codec outside this package also cannot put a payload in a
 // pooled buffer, nor write a frame whose payload is by reference (see
-// [Frame.ReferBytes]), which package mux sends.
+// [Frame.ReferBytes]), which package mux sends. [MsgpackRPC], the
+// protocol of Neovim, is such a second dialect, in this package for those
+// reasons; it implements [Limits] to tell package channel and package mux
+// which frames it cannot carry and how wide its ids are.
 //
 // Payloads are msgpack. [DecodePayload] walks the encoded bytes before
 // decoding them and rejects any container or string whose claimed length

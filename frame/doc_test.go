@@ -55,7 +55,7 @@ func readDoc(t *testing.T) string {
 // TestDocWorkedExamples checks that every hex dump in PROTOCOL.md's worked
 // examples is its golden file, comments included.
 func TestDocWorkedExamples(t *testing.T) {
-	examples := docSection(t, readDoc(t), "## 20. Worked examples")
+	examples := docSection(t, readDoc(t), "## 24. Worked examples")
 	re := regexp.MustCompile("(?s)\n### [^\n]*\\(`([a-z_]+\\.hex)`\\)\n.*?```\n(.*?)```")
 	seen := map[string]bool{}
 	for _, m := range re.FindAllStringSubmatch(examples, -1) {
@@ -147,7 +147,7 @@ func isViolation(err error) bool {
 // authenticates, its HMAC is proof.hex's body, and side A's proof is
 // the one given after it.
 func TestDocAuthVector(t *testing.T) {
-	section := docSection(t, docSection(t, readDoc(t), "## 20. Worked examples"), "### PROOF (`proof.hex`)")
+	section := docSection(t, docSection(t, readDoc(t), "## 24. Worked examples"), "### PROOF (`proof.hex`)")
 	blocks := regexp.MustCompile("(?s)```\n(.*?)```").FindAllStringSubmatch(section, -1)
 	require.Len(t, blocks, 2, "the PROOF frame and the message it authenticates")
 	msg, err := parseHex(blocks[1][1])

@@ -37,6 +37,13 @@
 //   - the stream ending: errors.Is(err, ErrClosed) holds, and the error
 //     wraps the cause, such as io.EOF or frame.ErrMalformed.
 //
+// Mux.Stream makes a streaming call: the handler yields result items
+// before its final result and the caller may send argument items, each
+// direction flow-controlled per stream; Mux.CallProgress is a call whose
+// handler reports progress. Messages longer than a chunk (ChunkSize) leave
+// in chunks interleaved with other frames, so a small call never waits for
+// a large one to be written; WithPriority and WithKey order calls.
+//
 // A Mux has one goroutine of its own, the reader, which Close stops and
 // waits for; the writer belongs to the package channel Conn under it, and a
 // Mux made by Start has one more while Close reaps the child. Callers never

@@ -58,6 +58,7 @@ type Mux struct {
 	pending pendingTable       // calls waiting for a reply, by xid; guarded by mu
 	streams map[uint64]*Stream // the streams among them; guarded by mu
 	err     error              // set once the Mux can take no new calls; guarded by mu
+	refuse  chan struct{}      // closed, under mu, when err is set (Refusing)
 
 	finished int // calls the reader has finished; only the reader touches it
 }
@@ -104,7 +105,9 @@ func start(rwc io.ReadWriteCloser, cfg core.Config) *Mux {
 // attach returns the Mux of conn, making it if conn has none yet.
 func attach(conn *core.Conn) *Mux {
 	r := conn.SetCaller(func() core.Caller {
-		return (*replies)(&Mux{conn: conn, ch: conn.Channel(), log: conn.Logger()})
+		m := &Mux{conn: conn, ch: conn.Channel(), log: conn.Logger(), refuse: make(chan struct{})}
+		m.pending.narrow = newNarrowTable(m.ch.Codec())
+		return (*replies)(m)
 	})
 	return (*Mux)(r.(*replies))
 }
@@ -151,6 +154,15 @@ func (m *Mux) Err() error {
 		return nil
 	}
 }
+
+// Refusing returns a channel that is closed once the Mux takes no new
+// calls: the peer sent GOAWAY (it is shutting down, and calls already sent
+// still get their replies), or the stream has ended. From then on Call,
+// Go and Notify fail at once with an error wrapping ErrNotSent. A client
+// that keeps several connections, such as package pool, watches it to
+// stop choosing a connection before any call fails on it, and to replace
+// the connection while the calls in flight on it finish.
+func (m *Mux) Refusing() <-chan struct{} { return m.refuse }
 
 // Call calls method on the remote side with args and decodes the result into
 // reply, which must be a pointer (or nil to ignore the result). args and
@@ -398,6 +410,7 @@ func (r *replies) GoAway(reason *frame.RemoteError) {
 	m.mu.Lock()
 	if m.err == nil {
 		m.err = fmt.Errorf("%w: %w", ErrClosed, reason)
+		close(m.refuse)
 	}
 	m.mu.Unlock()
 }
@@ -409,6 +422,7 @@ func (r *replies) Fail(cause error) {
 	m.mu.Lock()
 	if m.err == nil { // a GOAWAY's reason, if any, stays the one new calls see
 		m.err = err
+		close(m.refuse)
 	}
 	pending := m.pending.takeAll()
 	m.streams = nil

@@ -49,7 +49,8 @@ func GracePeriod(d time.Duration) Option {
 //
 // Dial and Start turn it on with DefaultKeepaliveInterval and
 // DefaultKeepaliveTimeout; New leaves it off, as the peer of a plain
-// stream may be a program that does not speak keepalive.
+// stream may be a program that does not speak keepalive. With a dialect
+// that has no PING (msgpackrpc.Dialect), it does nothing.
 func Keepalive(interval, timeout time.Duration) Option {
 	return func(c *core.Config) {
 		c.Channel.KeepaliveInterval, c.Channel.KeepaliveTimeout = interval, timeout

@@ -14,6 +14,8 @@ type pendingTable struct {
 	slots []slot
 	free  []uint32 // indexes of empty slots, the most recently emptied last
 	n     int      // calls in the table
+
+	narrow *narrowTable // set for a dialect with 32-bit ids: see narrowTable
 }
 
 type slot struct {
@@ -23,6 +25,9 @@ type slot struct {
 
 // add puts c in a free slot and returns its xid.
 func (t *pendingTable) add(c *Call) uint64 {
+	if t.narrow != nil {
+		return t.narrow.add(c)
+	}
 	var i uint32
 	for {
 		if n := len(t.free); n > 0 {
@@ -59,6 +64,9 @@ func (t *pendingTable) slot(xid uint64) *slot {
 
 // get returns the call with this xid, or nil.
 func (t *pendingTable) get(xid uint64) *Call {
+	if t.narrow != nil {
+		return t.narrow.calls[xid]
+	}
 	if s := t.slot(xid); s != nil {
 		return s.call
 	}
@@ -68,6 +76,9 @@ func (t *pendingTable) get(xid uint64) *Call {
 // remove takes the call with this xid out of the table and returns it, or
 // returns nil if there is none.
 func (t *pendingTable) remove(xid uint64) *Call {
+	if t.narrow != nil {
+		return t.narrow.remove(xid)
+	}
 	s := t.slot(xid)
 	if s == nil {
 		return nil
@@ -81,6 +92,9 @@ func (t *pendingTable) remove(xid uint64) *Call {
 
 // takeAll empties the table and returns the calls it held.
 func (t *pendingTable) takeAll() []*Call {
+	if t.narrow != nil {
+		return t.narrow.takeAll()
+	}
 	calls := make([]*Call, 0, t.n)
 	for _, s := range t.slots {
 		if s.call != nil {

@@ -64,6 +64,9 @@ type Stream struct {
 // yields to a plain Call has its items dropped at its own end (see
 // demux.Yield).
 func (m *Mux) Stream(ctx context.Context, method string, args any) (*Stream, error) {
+	if l, ok := m.ch.Codec().(frame.Limits); ok && !l.Carries(frame.TypeYield) {
+		return nil, notSent(fmt.Errorf("mux: stream %q: the connection's dialect has no streams", method))
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Stream{
 		m: m, method: method, ctx: ctx, cancel: cancel,

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/muxrpc/muxrpc/frame"
-	"github.com/muxrpc/muxrpc/mux"
 )
 
 // caller is one goroutine's share of the load: it calls in sequence and
@@ -18,9 +17,9 @@ import (
 type caller struct {
 	id     int
 	calls  int
-	nested bool     // replies must carry the callback's stamp
-	conn   int      // index of the client connection m is (0 without -conns)
-	m      *mux.Mux // the Mux of connection conn
+	nested bool   // replies must carry the callback's stamp
+	conn   int    // index of the client connection m is (0 without -conns)
+	m      client // the Mux of connection conn, or the Pool with -servers
 	st     *stats
 	rng    *rand.ChaCha8
 	seq    uint64
@@ -33,7 +32,7 @@ func newSeed() uint64 { return rand.Uint64() }
 
 // newCaller returns caller id, which calls over m, the Mux of client
 // connection conn, with payloads that come from seed and its id.
-func newCaller(id int, seed uint64, cfg config, conn int, m *mux.Mux, st *stats) *caller {
+func newCaller(id int, seed uint64, cfg config, conn int, m client, st *stats) *caller {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[0:], seed)
 	binary.LittleEndian.PutUint64(key[8:], uint64(id))
@@ -79,6 +78,7 @@ func (c *caller) call(ctx context.Context, method string) bool {
 		return false
 	}
 	switch {
+	case c.st.countPoolFailure(err):
 	case err != nil:
 		c.st.unexpected.Add(1)
 		c.st.note("caller %d call %d (%s): unexpected error: %v", c.id, c.seq, method, err)
@@ -115,6 +115,7 @@ func (c *caller) callFail(ctx context.Context) (ok, expected bool) {
 	case err == nil:
 		c.st.missing.Add(1)
 		c.st.note("caller %d call %d (%s): succeeded, want error %q", c.id, c.seq, failMethod, want)
+	case c.st.countPoolFailure(err):
 	case !errors.As(err, &re) || re.Code != frame.CodeApplication || re.Message != want:
 		c.st.unexpected.Add(1)
 		c.st.note("caller %d call %d (%s): error %v, want %v %q", c.id, c.seq, failMethod, err, frame.CodeApplication, want)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/muxrpc/muxrpc/mux"
+	"github.com/muxrpc/muxrpc/pool"
 )
 
 // shutdownTimeout bounds the graceful shutdown of the server; past it the
@@ -22,6 +23,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	if cfg.Pool.Serve != "" {
+		return serveOnly(ctx, cfg, stdout)
+	}
 	before := runtime.NumGoroutine()
 	sum, err := demo(ctx, cfg, stderr)
 	if err != nil {
@@ -30,12 +34,14 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	sum.goroutinesBefore = before
 	sum.goroutinesAfter = settle(before)
 	sum.print(stdout)
+	sum.printPool(stdout)
 	return sum.verdict()
 }
 
 // sides are a running server and the client Muxes that call it.
 type sides struct {
 	clients  []*mux.Mux   // connection i's Mux is clients[i]
+	pool     *pool.Pool   // in -servers mode, the Pool the callers share
 	listener string       // in -conns mode, the server's network and address
 	stop     func() error // shuts the server down gracefully, then closes the clients
 }
@@ -51,6 +57,9 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 	if cfg.Conns > 0 {
 		start = startServer
 	}
+	if cfg.Pool.Servers != "" {
+		start = startPool
+	}
 	sd, err := start(cfg, h, st)
 	if err != nil {
 		return nil, err
@@ -60,9 +69,10 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 	if cfg.Progress {
 		prog = startProgress(stderr, st, cfg.Interval)
 	}
-	bulk := startBulk(ctx, cfg, sd.clients)
+	clients := clientsOf(sd)
+	bulk := startBulk(ctx, cfg, clients)
 	begin := time.Now()
-	callAll(cfg.Flow.smallContext(ctx), cfg, sd.clients, st)
+	callAll(cfg.Flow.smallContext(ctx), cfg, clients, st)
 	wall := time.Since(begin)
 	bulkSum := bulk.finish(cfg)
 	interrupted := ctx.Err() != nil
@@ -72,13 +82,17 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 	shutdownErr := sd.stop()
 	sum := st.summarize(cfg, wall, interrupted, srv.peak.Load(), shutdownErr)
 	sum.listener = sd.listener
+	if sd.pool != nil {
+		ps := sd.pool.Stats()
+		sum.pool, sum.poolMaybeRan, sum.poolNotRun = &ps, st.pool.maybeRan.Load(), st.pool.notRun.Load()
+	}
 	sum.bulk = bulkSum
 	return sum, nil
 }
 
 // callAll runs cfg.Callers callers at once, caller i over client
 // connection i modulo their number, and waits for them all.
-func callAll(ctx context.Context, cfg config, clients []*mux.Mux, st *stats) {
+func callAll(ctx context.Context, cfg config, clients []client, st *stats) {
 	// until is when the callers start no new round; zero means one round.
 	// Their calls run under ctx, which ends only on an interrupt.
 	var until time.Time

@@ -92,10 +92,11 @@ type bulkRun struct {
 }
 
 // startBulk starts cfg.Flow.Bulk callers over clients (caller i over
-// clients[i mod len]), each echoing cfg.Flow.size() bytes in a loop under
+// clients[i mod len]: the Muxes of the connections, or the Pool with
+// -servers), each echoing cfg.Flow.size() bytes in a loop under
 // ctx until finish is called; each makes one call at least, unless ctx
 // ends. It returns nil if there are none.
-func startBulk(ctx context.Context, cfg config, clients []*mux.Mux) *bulkRun {
+func startBulk(ctx context.Context, cfg config, clients []client) *bulkRun {
 	if cfg.Flow.Bulk == 0 {
 		return nil
 	}

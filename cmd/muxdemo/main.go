@@ -68,6 +68,16 @@
 //	               spread over n (at least 1, at most -callers) client
 //	               connections made by mux.Dial (default: no listener, one
 //	               stream of -transport)
+//	-serve addr    only serve the demo's methods with a demux.Server on
+//	               this TCP address until SIGTERM or Ctrl-C, then shut down
+//	               gracefully (GOAWAY); start several to use -servers
+//	-servers list  call, through one pool.Pool, the demo servers at these
+//	               comma-separated addresses instead of starting a server;
+//	               kill, stop or restart them during the run, and the
+//	               summary's last line counts the Pool's retries and the
+//	               calls that failed as "may have run" or "did not run"
+//	               (not counted as unexpected errors)
+//	-pool-conns n  with -servers, connections per server (default 1)
 //	-bulk n        n bulk callers, each echoing -bulk-size bytes in a loop
 //	               over the same connection(s) beside the small callers
 //	               until they are done; the summary adds the bulk calls'
@@ -112,6 +122,7 @@ type config struct {
 	Conns     int           // 0 = one stream; > 0 = a demux.Server and this many clients
 	Progress  bool          // draw the progress line on stderr
 	Interval  time.Duration // how often the progress line is redrawn; 0 = 250ms
+	Pool      poolConfig    // -servers, -serve, -pool-conns (pool.go)
 	Flow      flowConfig    // -bulk, -bulk-size, -priority (flow.go)
 }
 
@@ -173,6 +184,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.Delay, "delay", cfg.Delay, "scale of the handlers' 30/20/10 ms sleeps; 0 means no sleep")
 	fs.BoolVar(&cfg.Nested, "nested", cfg.Nested, "server handlers call the caller's side back before answering")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "serve with a demux.Server on a listener (tcp, or unix with -transport unix), the callers spread over this many connections")
+	poolFlags(fs, &cfg.Pool)
 	addFlowFlags(fs, &cfg.Flow)
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -235,6 +247,9 @@ func (c config) validate() error {
 		return fmt.Errorf("-conns must be at most -callers (%d), not %d", c.Callers, c.Conns)
 	case c.Conns > 0 && c.Transport != "tcp" && c.Transport != "unix":
 		return fmt.Errorf("-conns needs -transport tcp or unix, not %q", c.Transport)
+	}
+	if err := c.Pool.validate(c); err != nil {
+		return err
 	}
 	switch c.Transport {
 	case "pipe", "tcp", "unix", "mem":

@@ -29,6 +29,7 @@ type stats struct {
 	callbacks, callbacksChecked, callbackMismatches atomic.Int64
 
 	perConn []atomic.Int64 // calls completed on each client connection
+	pool    poolCounts     // in -servers mode, calls failed saying whether they may have run
 
 	mu    sync.Mutex
 	notes []string // the first few failures, for the summary

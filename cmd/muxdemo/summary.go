@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/muxrpc/muxrpc/pool"
 )
 
 // summary is the outcome of a run.
@@ -28,6 +30,9 @@ type summary struct {
 
 	listener string  // in -conns mode, the server's network and address
 	perConn  []int64 // calls completed on each client connection
+
+	pool                     *pool.Stats // in -servers mode, what the Pool did
+	poolMaybeRan, poolNotRun int64       // in -servers mode, calls failed saying whether they may have run
 
 	bulk *bulkSummary // with -bulk, the bulk callers' outcome (flow.go)
 
@@ -156,7 +161,11 @@ func (s *summary) print(w io.Writer) {
 		rate = float64(s.completed()) / secs
 	}
 
-	row("transport", "%s", s.cfg.Transport)
+	if s.pool != nil {
+		row("servers", "%s (pool.Pool, %d connections each)", s.cfg.Pool.Servers, s.cfg.Pool.conns())
+	} else {
+		row("transport", "%s", s.cfg.Transport)
+	}
 	if s.cfg.Conns > 0 {
 		row("listener", "%s (demux.Server)", s.listener)
 		row("connections", "%d (mux.Dial)", s.cfg.Conns)

@@ -2,7 +2,9 @@
 // channel.Conn, runs its reader, and routes every frame by type to one of
 // two halves. REQUEST, NOTIFY and CANCEL go to the serving half (a Server,
 // built by demux), RESPONSE and ERROR to the calling half (a Caller, built
-// by mux), GOAWAY to the calling half. A connection may have either half,
+// by mux), GOAWAY to the calling half. Of the frames of streams, WANT, PUSH
+// and CLOSE (sent by a caller) go to the serving half, YIELD and TAKE
+// (sent by a server) to the calling half. A connection may have either half,
 // or both, and the calling half may be attached after the connection has
 // started, when a handler first calls back the peer.
 //

@@ -1,0 +1,5 @@
+//go:build linux
+
+package pooltest
+
+const sysSetns = 268

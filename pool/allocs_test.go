@@ -1,0 +1,44 @@
+//go:build !race
+
+// The race detector changes allocation counts, so this file is left out
+// under -race.
+
+package pool_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/muxrpc/muxrpc/mux"
+)
+
+// TestCallAllocatesNoMoreThanMux pins the Pool's hot path: a call through
+// a Pool allocates what the same call through a Mux does, and nothing more.
+func TestCallAllocatesNoMoreThanMux(t *testing.T) {
+	s := startServer(t, "a")
+	p := dialPool(t, []*server{s})
+	m, err := mux.Dial(context.Background(), "tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	var who string
+	call := func(c interface {
+		Call(ctx context.Context, method string, args, reply any) error
+	}) func() {
+		return func() {
+			if err := c.Call(ctx, "work", 1, &who); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Client and server share the process: both sides' allocations count,
+	// and the server's are the same either way.
+	viaMux := testing.AllocsPerRun(200, call(m))
+	viaPool := testing.AllocsPerRun(200, call(p))
+	t.Logf("allocations per call: %.1f through a Mux, %.1f through a Pool", viaMux, viaPool)
+	if viaPool > viaMux+0.5 {
+		t.Errorf("a call through a Pool allocates %.1f times, through a Mux %.1f", viaPool, viaMux)
+	}
+}
