@@ -84,3 +84,27 @@ func TestParseFlowFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkThroughPool runs the bulk callers beside the small ones through
+// the Pool of -servers.
+func TestBulkThroughPool(t *testing.T) {
+	watchdog(t, time.Minute)
+	a, b := startDemoServer(t), startDemoServer(t)
+	cfg := smallConfig("tcp", 10)
+	cfg.Pool = poolConfig{Servers: a + "," + b, Conns: 1}
+	cfg.Flow = flowConfig{Bulk: 2, BulkSize: 64 << 10, Priority: true}
+	out, err := runDemo(t, context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	rows := parseSummary(t, out)
+	if n := number(t, rows, "bulk calls ok"); n < 2 {
+		t.Errorf("bulk calls ok = %d, want at least 2", n)
+	}
+	if n := number(t, rows, "bulk errors"); n != 0 {
+		t.Errorf("bulk errors = %d", n)
+	}
+	if !strings.Contains(out, "PASS  every bulk call echoed its payload\n") {
+		t.Errorf("summary does not pass the bulk check")
+	}
+}
