@@ -86,3 +86,17 @@ bench-nvim:
 .PHONY: bench-pool
 bench-pool:
 	cd bench && $(GO) run ./cmd/poolbench
+
+## bench-flow-quick: head-of-line blocking: 16 B calls beside 4 callers echoing 1 MiB over one TCP
+## loopback connection, and beside one 1 MiB echo over a 100 KB/s toxiproxy link (~4 min; builds
+## toxiproxy first); writes docs/flow/results.md and its SVG charts
+.PHONY: bench-flow-quick
+bench-flow-quick: toxiproxy
+	cd bench && $(GO) run ./cmd/holbench -out ../docs/flow
+
+## bench-stream: streamed throughput, 1 GiB in 64 KiB items over one TCP loopback connection,
+## muxrpc streams against gRPC server streaming; writes docs/flow/stream.md
+.PHONY: bench-stream
+bench-stream:
+	@mkdir -p docs/flow
+	cd bench && $(GO) run ./cmd/streambench -out ../docs/flow/stream.md

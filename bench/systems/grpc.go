@@ -69,6 +69,7 @@ var grpcEchoDesc = grpc.ServiceDesc{
 			return interceptor(ctx, &in, info, echo)
 		},
 	}},
+	Streams: []grpc.StreamDesc{grpcStreamDesc},
 }
 
 // Start implements System.

@@ -22,11 +22,25 @@ type Muxrpc struct {
 	// Keepalive turns keepalive on at both ends, with the defaults of
 	// mux.Dial and demux.Server (a PING after 30 s of silence).
 	Keepalive bool
+	// ChunkSize is passed to mux.ChunkSize and demux.ChunkSize; zero
+	// means the default (16 KiB).
+	ChunkSize int
+	// Urgent sends calls of at most urgentMax bytes with
+	// mux.PriorityUrgent (mux.WithPriority), for the head-of-line
+	// benchmark, whose small calls are 16 B and bulk calls 1 MiB.
+	Urgent bool
 }
+
+// urgentMax is the largest argument Muxrpc.Urgent sends urgent.
+const urgentMax = 1 << 10
 
 // Name implements System.
 func (m Muxrpc) Name() string {
 	switch {
+	case m.Urgent:
+		return "muxrpc-urgent"
+	case m.ChunkSize > 0:
+		return "muxrpc-chunk" + sizeName(m.ChunkSize)
 	case m.Keepalive:
 		return "muxrpc-keepalive"
 	case m.Workers > 0:
@@ -45,6 +59,12 @@ func (m Muxrpc) Note() string {
 	}
 	if m.Keepalive {
 		s += ", keepalive on at both ends (30 s, 10 s)"
+	}
+	if m.Urgent {
+		s += fmt.Sprintf(", calls of at most %d B sent with mux.WithPriority(ctx, mux.PriorityUrgent)", urgentMax)
+	}
+	if m.ChunkSize > 0 {
+		s += fmt.Sprintf(", mux.ChunkSize and demux.ChunkSize %s", sizeName(m.ChunkSize))
 	}
 	if m.Typed {
 		s += "; handler demux.Func(func(ctx, b []byte) ([]byte, error)), which decodes the argument into a new []byte"
@@ -66,6 +86,7 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 			return req.Bytes()
 		}))
 	}
+	router.Handle("stream", demux.HandlerFunc(muxStreamHandler))
 	var opts []demux.Option
 	var mopts []mux.Option
 	if m.Workers > 0 {
@@ -74,6 +95,10 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 	if m.Keepalive {
 		opts = append(opts, demux.Keepalive(mux.DefaultKeepaliveInterval, mux.DefaultKeepaliveTimeout))
 		mopts = append(mopts, mux.Keepalive(mux.DefaultKeepaliveInterval, mux.DefaultKeepaliveTimeout))
+	}
+	if m.ChunkSize > 0 {
+		opts = append(opts, demux.ChunkSize(m.ChunkSize))
+		mopts = append(mopts, mux.ChunkSize(m.ChunkSize))
 	}
 	d := demux.New(server, router, opts...)
 	served := make(chan error, 1)
@@ -88,13 +113,30 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 		}
 		return errors.Join(errM, errD, errS)
 	})
-	return muxCaller{mx}, closer, nil
+	return muxCaller{mx, m.Urgent}, closer, nil
 }
 
-type muxCaller struct{ m *mux.Mux }
+type muxCaller struct {
+	m      *mux.Mux
+	urgent bool
+}
 
 func (c muxCaller) Echo(ctx context.Context, in, buf []byte) ([]byte, error) {
+	if c.urgent && len(in) <= urgentMax {
+		ctx = mux.WithPriority(ctx, mux.PriorityUrgent)
+	}
 	out := buf[:0]
 	err := c.m.Call(ctx, "echo", in, &out)
 	return out, err
+}
+
+// sizeName formats n as 16KiB or 1MiB where it can.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
 }

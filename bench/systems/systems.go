@@ -50,9 +50,24 @@ func All() []System {
 	}
 }
 
-// ByName returns the system with the given name.
+// Flow returns the systems of the head-of-line benchmark (holbench), in
+// report order: the raw framed echo, muxrpc with its default chunk size
+// (16 KiB), with 4 and 64 KiB chunks and with its small calls sent
+// urgent, and gRPC.
+func Flow() []System {
+	return []System{
+		Raw{},
+		Muxrpc{},
+		Muxrpc{ChunkSize: 4 << 10},
+		Muxrpc{ChunkSize: 64 << 10},
+		Muxrpc{Urgent: true},
+		GRPC{},
+	}
+}
+
+// ByName returns the system with the given name, among All and Flow.
 func ByName(name string) (System, bool) {
-	for _, s := range All() {
+	for _, s := range append(All(), Flow()...) {
 		if s.Name() == name {
 			return s, true
 		}

@@ -69,9 +69,12 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 	if cfg.Progress {
 		prog = startProgress(stderr, st, cfg.Interval)
 	}
+	clients := clientsOf(sd)
+	bulk := startBulk(ctx, cfg, clients)
 	begin := time.Now()
-	callAll(ctx, cfg, clientsOf(sd), st)
+	callAll(cfg.Flow.smallContext(ctx), cfg, clients, st)
 	wall := time.Since(begin)
+	bulkSum := bulk.finish(cfg)
 	interrupted := ctx.Err() != nil
 	if prog != nil {
 		prog.stop()
@@ -83,6 +86,7 @@ func demo(ctx context.Context, cfg config, stderr io.Writer) (*summary, error) {
 		ps := sd.pool.Stats()
 		sum.pool, sum.poolMaybeRan, sum.poolNotRun = &ps, st.pool.maybeRan.Load(), st.pool.notRun.Load()
 	}
+	sum.bulk = bulkSum
 	return sum, nil
 }
 

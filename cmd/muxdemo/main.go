@@ -39,6 +39,7 @@
 //     (on each connection, with -conns);
 //   - with -nested, every callback made was checked by its caller;
 //   - with -conns, every connection carried calls;
+//   - with -bulk, every bulk call echoed its payload;
 //   - the server shut down cleanly, and no goroutine outlived the run.
 //
 // Usage:
@@ -77,6 +78,14 @@
 //	               calls that failed as "may have run" or "did not run"
 //	               (not counted as unexpected errors)
 //	-pool-conns n  with -servers, connections per server (default 1)
+//	-bulk n        n bulk callers, each echoing -bulk-size bytes in a loop
+//	               over the same connection(s) beside the small callers
+//	               until they are done; the summary adds the bulk calls'
+//	               throughput and latency, and its latency rows are then
+//	               those of the small calls (default 0)
+//	-bulk-size n   bytes of each bulk call; 0 means 1 MiB (default 0)
+//	-priority      the small callers' calls are sent urgent
+//	               (mux.WithPriority(ctx, mux.PriorityUrgent))
 //	-quiet         no progress line (it is drawn only when stderr is a
 //	               terminal anyway)
 //
@@ -114,6 +123,7 @@ type config struct {
 	Progress  bool          // draw the progress line on stderr
 	Interval  time.Duration // how often the progress line is redrawn; 0 = 250ms
 	Pool      poolConfig    // -servers, -serve, -pool-conns (pool.go)
+	Flow      flowConfig    // -bulk, -bulk-size, -priority (flow.go)
 }
 
 // defaultConfig is the configuration of a run without flags.
@@ -175,6 +185,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.Nested, "nested", cfg.Nested, "server handlers call the caller's side back before answering")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "serve with a demux.Server on a listener (tcp, or unix with -transport unix), the callers spread over this many connections")
 	poolFlags(fs, &cfg.Pool)
+	addFlowFlags(fs, &cfg.Flow)
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -214,6 +225,9 @@ func resolveConns(fs *flag.FlagSet, cfg *config) error {
 
 // validate rejects configurations the demo cannot run.
 func (c config) validate() error {
+	if err := c.Flow.validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.Callers < 1:
 		return fmt.Errorf("-callers must be at least 1, not %d", c.Callers)

@@ -59,6 +59,7 @@ func (s *server) handler(delay float64, nested bool) demux.Handler {
 		r.Handle(m.name, demux.Func(echo(m.name, time.Duration(float64(m.sleep)*delay), nested)))
 	}
 	r.Handle(failMethod, demux.Func(fail))
+	handleBulk(r)
 	return s.count(r)
 }
 

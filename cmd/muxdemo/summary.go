@@ -34,6 +34,8 @@ type summary struct {
 	pool                     *pool.Stats // in -servers mode, what the Pool did
 	poolMaybeRan, poolNotRun int64       // in -servers mode, calls failed saying whether they may have run
 
+	bulk *bulkSummary // with -bulk, the bulk callers' outcome (flow.go)
+
 	shutdownErr                       error
 	goroutinesBefore, goroutinesAfter int
 	notes                             []string // the first few failures
@@ -85,6 +87,7 @@ func (s *summary) checks() []check {
 		cs = append(cs, check{"every connection carried calls", len(idle) == 0,
 			fmt.Sprintf("connections %v completed no call", idle)})
 	}
+	cs = append(cs, s.bulk.checks()...)
 	shutdown := "ok"
 	if s.shutdownErr != nil {
 		shutdown = s.shutdownErr.Error()
@@ -172,6 +175,9 @@ func (s *summary) print(w io.Writer) {
 	row("calls per round", "%d + 1 failing", s.cfg.Calls)
 	row("mode", "%s", mode)
 	row("payload", "%d B", s.cfg.Payload)
+	if s.cfg.Flow.Priority {
+		row("priority", "urgent")
+	}
 	row("delay scale", "%gx", s.cfg.Delay)
 	row("calls completed", "%d", s.completed())
 	row("replies ok", "%d", s.ok)
@@ -193,6 +199,7 @@ func (s *summary) print(w io.Writer) {
 	row("latency p50", "%v", roundLatency(s.p50))
 	row("latency p99", "%v", roundLatency(s.p99))
 	row("latency max", "%v", roundLatency(s.max))
+	s.bulk.printRows(row)
 	row("peak in flight", "%s", peak)
 	row("goroutines before", "%d", s.goroutinesBefore)
 	row("goroutines after", "%d", s.goroutinesAfter)
