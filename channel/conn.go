@@ -747,6 +747,17 @@ func (c *Conn) writeBatch(w frame.Writer, batch []frame.Frame) error {
 // the pace's window is full only whole frames are written: writeSched
 // reports stalled when split messages are all that is left.
 func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched, p *pace) (stalled bool, err error) {
+	stalled, err = c.writeScheduled(w, cw, s, p)
+	if err == nil && p != nil {
+		if xid, ok := p.unpinged(); ok {
+			err = w.WriteFrame(&frame.Frame{Type: frame.TypePing, XID: xid})
+		}
+	}
+	return stalled, err
+}
+
+// writeScheduled is writeSched but for the PING owed at the end.
+func (c *Conn) writeScheduled(w frame.Writer, cw frame.ChunkWriter, s *sched, p *pace) (stalled bool, err error) {
 	chunked := false
 	for written := 0; !s.empty(); written++ {
 		if chunked && c.arrived() {
@@ -776,10 +787,11 @@ func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched, p *pac
 			return false, err
 		}
 		if p != nil {
-			ping := frame.Frame{Type: frame.TypePing, XID: p.wrote(next - o.off)}
-			if err := w.WriteFrame(&ping); err != nil {
-				s.done(o)
-				return false, err
+			if xid, ok := p.wrote(next - o.off); ok {
+				if err := w.WriteFrame(&frame.Frame{Type: frame.TypePing, XID: xid}); err != nil {
+					s.done(o)
+					return false, err
+				}
 			}
 		}
 		if o.off = next; next < o.body {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -237,4 +238,65 @@ func TestWriterKeepsEveryFlowsOrder(t *testing.T) {
 		}
 		require.Equal(t, want, got, "round %d", round)
 	}
+}
+
+// TestPacedChunksWaitForTheReader checks pacing end to end: while the
+// receiver does not read (its handler is stuck), the sender has at most
+// one window of chunks in flight, one chunk at first, however large the
+// message, and frames written whole still leave; once the receiver reads
+// again, the message arrives whole.
+func TestPacedChunksWaitForTheReader(t *testing.T) {
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	const chunk = 4 << 10
+	sender := channel.New(a, channel.Config{ChunkSize: chunk})
+	receiver := channel.New(b, channel.Config{})
+	gate := make(chan struct{})
+	got := make(chan frame.Frame, 16)
+	received := make(chan error, 1)
+	go func() {
+		received <- receiver.Serve(func(f *frame.Frame) error {
+			if f.XID == 1 {
+				<-gate // the reader stops here: no PONG, no more reading
+			}
+			g := *f
+			g.Payload = bytes.Clone(f.Payload)
+			f.Release()
+			got <- g
+			return nil
+		})
+	}()
+	sent := serve(sender)
+	ctx := context.Background()
+	stuck := response(1, 10)
+	require.NoError(t, sender.Send(ctx, &stuck))
+	big := response(2, 1<<20)
+	require.NoError(t, sender.Send(ctx, &big))
+	waitUntil(t, "the sender to stop with its window full", func() bool {
+		inFlight, window := sender.InFlight()
+		return inFlight > 0 && inFlight+chunk > window
+	})
+	inFlight, window := sender.InFlight()
+	assert.LessOrEqual(t, inFlight, window, "no more than the window in flight")
+	assert.LessOrEqual(t, window, int64(2*chunk), "the first window: a chunk or two")
+	small := response(3, 10)
+	require.NoError(t, sender.Send(ctx, &small))
+	close(gate)
+	var order []uint64
+	seen := map[uint64]int{}
+	for range 3 {
+		select {
+		case f := <-got:
+			order = append(order, f.XID)
+			seen[f.XID] = len(f.Payload)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %v; the rest did not arrive within 10 s of the reader going on", seen)
+		}
+	}
+	assert.Equal(t, []uint64{1, 3, 2}, order, "the small frame left while the big one waited for its window")
+	assert.Equal(t, map[uint64]int{1: 12, 2: 1<<20 + 5, 3: 12}, seen, "each whole (bin8 of 10 is 12 bytes, bin32 of 1 MiB 5 more)")
+	require.NoError(t, sender.Close())
+	require.ErrorIs(t, <-sent, channel.ErrClosed)
+	receiver.Close()
+	<-received
 }

@@ -19,15 +19,16 @@ const pacePingBit = 1 << 63
 const paceRing = 64
 
 // pace bounds how many bytes of split messages the writer has in flight:
-// written, and not yet known to be read by the peer. After each chunk the
-// writer sends a PING; the PONG, which the peer sends once it has read the
-// PING and hence the chunk before it, acknowledges the chunk and gives a
-// round trip. The window of bytes in flight grows by what each PONG
+// written, and not yet known to be read by the peer. Behind its chunks
+// (after every sixteenth of the window, at least a chunk, and whenever it
+// stops writing chunks) the writer sends a PING; the PONG, which the peer
+// sends once it has read the PING and hence the chunks before it,
+// acknowledges them and gives a round trip. The window of bytes in flight grows by what each PONG
 // acknowledges while the round trip stays within maxDelay of the shortest
 // seen (and the window, not the lack of data, held the writer back), and
 // shrinks by an eighth each time the round trip is longer, never below one
 // chunk. So a slow link (or a relay that buffers in front of one) holds
-// about one chunk beyond what it carries at once, and a frame that
+// about one chunk of them, and a frame that
 // overtakes the split messages in the writer is not stuck behind megabytes
 // queued further on, while on a fast link the window grows out of the way
 // within a few round trips.
@@ -41,6 +42,7 @@ type pace struct {
 
 	mu      sync.Mutex
 	sent    int64 // bytes of chunks written, ever
+	pinged  int64 // bytes of chunks written before the last PING
 	acked   int64 // bytes of chunks the peer has read, ever
 	window  int64
 	minRTT  time.Duration
@@ -65,20 +67,47 @@ func newPace(chunk int, maxDelay time.Duration) *pace {
 func (p *pace) open() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.sent-p.acked < p.window && p.seq-p.ackSeq < paceRing
+	return !p.full() && p.seq-p.ackSeq < paceRing
 }
 
-// wrote records a chunk of n bytes written and returns the xid of the
-// PING the writer sends right behind it.
-func (p *pace) wrote(n int) uint64 {
+// wrote records a chunk of n bytes written and reports whether a PING
+// should follow it now, and its xid: once a sixteenth of the window, and at
+// least a chunk, has been written since the last, or once the window is
+// full.
+func (p *pace) wrote(n int) (uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sent += int64(n)
+	if p.sent-p.pinged < max(p.chunk, p.window/16) && !p.full() {
+		return 0, false
+	}
+	return p.ping(), true
+}
+
+// unpinged returns the xid of the PING to send if chunks have been written
+// since the last one: the writer sends it before it stops writing chunks,
+// so that every chunk is acknowledged in the end.
+func (p *pace) unpinged() (uint64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sent == p.pinged {
+		return 0, false
+	}
+	return p.ping(), true
+}
+
+// full reports whether another chunk would take the bytes in flight past
+// the window. p.mu is held.
+func (p *pace) full() bool { return p.sent-p.acked+p.chunk > p.window }
+
+// ping numbers a PING for the chunks written so far. p.mu is held.
+func (p *pace) ping() uint64 {
 	seq := p.seq
 	p.seq++
+	p.pinged = p.sent
 	slot := &p.pending[seq%paceRing]
 	slot.sent, slot.at = p.sent, time.Now()
-	slot.limited = p.sent-p.acked >= p.window-p.chunk
+	slot.limited = p.full()
 	return pacePingBit | seq
 }
 

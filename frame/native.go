@@ -561,7 +561,10 @@ func (r *nativeReader) appendBody(buf *buffer, n int) (*buffer, error) {
 			size = min(want, max(4*len(buf.b), len(buf.b)+r.step))
 		}
 		if size > cap(buf.b) {
-			next := getBuffer(size)
+			// Grow fourfold, as readBody does, not to the size just needed:
+			// the chunks of a message come one after another, and growing
+			// by each would copy the message over once more in all.
+			next := getBuffer(max(size, min(4*len(buf.b), r.max-MinFrameSize)))
 			copy(next.b, buf.b)
 			next.b = next.b[:len(buf.b)]
 			putBuffer(buf)

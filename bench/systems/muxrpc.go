@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/mux"
@@ -29,6 +30,12 @@ type Muxrpc struct {
 	// mux.PriorityUrgent (mux.WithPriority), for the head-of-line
 	// benchmark, whose small calls are 16 B and bulk calls 1 MiB.
 	Urgent bool
+	// NoPace turns off the pacing of chunks (mux.QueueDelay and
+	// demux.QueueDelay -1).
+	NoPace bool
+	// QueueDelay, if positive, is passed to mux.QueueDelay and
+	// demux.QueueDelay.
+	QueueDelay time.Duration
 }
 
 // urgentMax is the largest argument Muxrpc.Urgent sends urgent.
@@ -39,6 +46,10 @@ func (m Muxrpc) Name() string {
 	switch {
 	case m.Urgent:
 		return "muxrpc-urgent"
+	case m.NoPace:
+		return "muxrpc-nopace"
+	case m.QueueDelay > 0:
+		return "muxrpc-delay" + m.QueueDelay.String()
 	case m.ChunkSize > 0:
 		return "muxrpc-chunk" + sizeName(m.ChunkSize)
 	case m.Keepalive:
@@ -65,6 +76,12 @@ func (m Muxrpc) Note() string {
 	}
 	if m.ChunkSize > 0 {
 		s += fmt.Sprintf(", mux.ChunkSize and demux.ChunkSize %s", sizeName(m.ChunkSize))
+	}
+	if m.NoPace {
+		s += ", chunks not paced (mux.QueueDelay and demux.QueueDelay -1)"
+	}
+	if m.QueueDelay > 0 {
+		s += fmt.Sprintf(", mux.QueueDelay and demux.QueueDelay %v", m.QueueDelay)
 	}
 	if m.Typed {
 		s += "; handler demux.Func(func(ctx, b []byte) ([]byte, error)), which decodes the argument into a new []byte"
@@ -99,6 +116,14 @@ func (m Muxrpc) Start(client, server net.Conn) (Caller, io.Closer, error) {
 	if m.ChunkSize > 0 {
 		opts = append(opts, demux.ChunkSize(m.ChunkSize))
 		mopts = append(mopts, mux.ChunkSize(m.ChunkSize))
+	}
+	if m.NoPace {
+		opts = append(opts, demux.QueueDelay(-1))
+		mopts = append(mopts, mux.QueueDelay(-1))
+	}
+	if m.QueueDelay > 0 {
+		opts = append(opts, demux.QueueDelay(m.QueueDelay))
+		mopts = append(mopts, mux.QueueDelay(m.QueueDelay))
 	}
 	d := demux.New(server, router, opts...)
 	served := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Caller makes echo calls. Echo is safe for concurrent use.
@@ -61,6 +62,9 @@ func Flow() []System {
 		Muxrpc{ChunkSize: 4 << 10},
 		Muxrpc{ChunkSize: 64 << 10},
 		Muxrpc{Urgent: true},
+		Muxrpc{NoPace: true},
+		Muxrpc{QueueDelay: time.Millisecond},
+		Muxrpc{QueueDelay: 5 * time.Millisecond},
 		GRPC{},
 	}
 }
