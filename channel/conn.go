@@ -794,8 +794,9 @@ func (c *Conn) writeScheduled(w frame.Writer, cw frame.ChunkWriter, s *sched, p 
 				}
 			}
 		}
+		n := next - o.off
 		if o.off = next; next < o.body {
-			s.requeue(o)
+			s.requeue(o, n)
 		} else {
 			s.done(o)
 		}

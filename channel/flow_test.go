@@ -111,14 +111,37 @@ func TestSmallFrameOvertakesSplitMessage(t *testing.T) {
 	assert.Equal(t, bytes.Repeat([]byte{'x'}, 100<<10), payload, "joined whole")
 }
 
-// TestSplitMessagesTakeTurns queues two big responses: their chunks
-// alternate.
+// TestSplitMessagesTakeTurns queues two split responses: each goes whole
+// before the other while it is shorter than a turn (1 MiB), and longer
+// ones take turns of 1 MiB.
 func TestSplitMessagesTakeTurns(t *testing.T) {
-	frames := rawFrames(t, queued(t, channel.Config{ChunkSize: 1024}, response(1, 8<<10), response(2, 8<<10)))
-	require.Greater(t, len(frames), 16)
-	for i := 0; i+1 < 16; i += 2 {
-		assert.Equal(t, []uint64{1, 2}, []uint64{frames[i].xid, frames[i+1].xid}, "chunks %d and %d", i, i+1)
+	xids := func(frames []rawFrame) []uint64 {
+		var out []uint64
+		for _, f := range frames {
+			out = append(out, f.xid)
+		}
+		return out
 	}
+	frames := rawFrames(t, queued(t, channel.Config{ChunkSize: 1024}, response(1, 8<<10), response(2, 8<<10)))
+	want := []uint64{}
+	for range 9 { // 8 KiB and the payload's header: 9 chunks
+		want = append(want, 1)
+	}
+	for range 9 {
+		want = append(want, 2)
+	}
+	assert.Equal(t, want, xids(frames), "one after the other")
+
+	const chunk = 256 << 10
+	frames = rawFrames(t, queued(t, channel.Config{ChunkSize: chunk, QueueBytes: 8 << 20}, response(1, 2<<20), response(2, 2<<20)))
+	want = want[:0]
+	for _, x := range []uint64{1, 2, 1, 2} { // turns of 1 MiB: 4 chunks
+		for range 4 {
+			want = append(want, x)
+		}
+	}
+	want = append(want, 1, 2) // the last bytes of each, and the headers
+	assert.Equal(t, want, xids(frames), "turns of 1 MiB")
 }
 
 // TestWholeMessagesWithoutSplitting checks that a frame up to the chunk

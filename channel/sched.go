@@ -36,6 +36,7 @@ type outgoing struct {
 	f    frame.Frame
 	off  int         // body bytes written so far
 	body int         // body size
+	turn int         // body bytes written since its turn among split messages began
 	flow flow        // the frames that must keep their order with it
 	next []*outgoing // frames of the same flow that came after a split message, in order
 }
@@ -69,6 +70,18 @@ func (r *ring) len() int { return len(r.items) - r.head }
 
 func (r *ring) push(o *outgoing) { r.items = append(r.items, o) }
 
+// pushFront puts o back at the head, where pop will take it again.
+func (r *ring) pushFront(o *outgoing) {
+	if r.head > 0 {
+		r.head--
+		r.items[r.head] = o
+		return
+	}
+	r.items = append(r.items, nil)
+	copy(r.items[1:], r.items)
+	r.items[0] = o
+}
+
 func (r *ring) pop() *outgoing {
 	o := r.items[r.head]
 	r.items[r.head] = nil
@@ -81,7 +94,8 @@ func (r *ring) pop() *outgoing {
 
 // sched orders the frames the writer has taken: higher priorities first,
 // whole frames ahead of the next chunk of a split message of the same
-// priority, split messages of one priority in turn, a chunk at a time.
+// priority, split messages of one priority in turn, splitTurn bytes at a
+// time.
 // Starvation is bounded: a priority with something waiting is passed over
 // at most maxPassed times in a row, and a split message waits behind at
 // most maxSmallRun whole frames of its priority.
@@ -180,10 +194,26 @@ func (s *sched) next(wholeOnly bool) *outgoing {
 	return p.pop()
 }
 
-// requeue puts back a split message with more chunks to write, behind the
-// other split messages of its priority.
-func (s *sched) requeue(o *outgoing) {
-	s.parts[level(o.f.Flags.Priority())].push(o)
+// splitTurn is how much of a split message is written before the next
+// split message of its priority takes a turn. Split messages of one
+// priority go one after another rather than a chunk each in turn: so the
+// first is whole, and the peer at work on it, while the others are still
+// being written, instead of all of them being whole only at the end of
+// the batch, which made a busy link's two directions take turns. A message
+// longer than this still lets the others through every splitTurn bytes.
+const splitTurn = 1 << 20
+
+// requeue puts back a split message with more chunks to write, of which n
+// bytes were just written: at the head of its priority's split messages
+// until its turn is used up, then behind them.
+func (s *sched) requeue(o *outgoing, n int) {
+	r := &s.parts[level(o.f.Flags.Priority())]
+	if o.turn += n; o.turn < splitTurn {
+		r.pushFront(o)
+		return
+	}
+	o.turn = 0
+	r.push(o)
 }
 
 // done retires o, written whole or to its last chunk, and admits the

@@ -275,21 +275,42 @@ func (w *nativeWriter) WriteChunk(f *Frame, off, n int) (int, error) {
 	if end < body {
 		flags |= FlagMore
 	}
+	// A chunk that would outgrow the buffer goes into a fresh one: growing
+	// the pooled buffer by append would allocate at every few chunks.
+	if b := w.buffered(); len(b) > 0 && len(b)+HeaderSize+min(n, directWrite) > cap(b) {
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
+	}
 	b := appendHeader(w.buffered(), f.Type, flags, f.XID, n)
 	// The body is the prefix, the payload and the tail, end to end: copy
-	// the part of each that falls in [off, end).
+	// the part of each that falls in [off, end), or write it straight to
+	// the stream once it is long enough for the copy to cost more than a
+	// write.
 	var prefix []byte
 	if f.Type == TypeRequest || f.Type == TypeNotify {
 		prefix = appendPrefix(w.scratch[:0], f)
 		w.scratch = prefix[:0]
 	}
 	at := 0
-	for _, part := range [3][]byte{prefix, f.Payload, f.tail()} {
+	for i, part := range [3][]byte{prefix, f.Payload, f.tail()} {
 		lo, hi := max(off-at, 0), min(end-at, len(part))
-		if lo < hi {
-			b = append(b, part[lo:hi]...)
-		}
 		at += len(part)
+		if lo >= hi {
+			continue
+		}
+		if i == 0 || hi-lo < directWrite {
+			b = append(b, part[lo:hi]...)
+			continue
+		}
+		w.buf.b = b
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
+		if err := w.write(part[lo:hi]); err != nil {
+			return 0, err
+		}
+		b = w.buffered()
 	}
 	w.buf.b = b
 	if len(b) >= writeBufferSize {
