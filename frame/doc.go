@@ -2,7 +2,12 @@
 // the length-prefixed frames that follow it, the error codes they carry and
 // the msgpack payload codec. Besides the frames of calls it defines those
 // of two options both ends turn on: keepalive (PING and PONG) and
-// authentication (CHALLENGE and PROOF, whose proof [AuthProof] computes).
+// authentication (CHALLENGE and PROOF, whose proof [AuthProof] computes),
+// and, since protocol version 2, those of streams (YIELD, PUSH, CLOSE,
+// WANT, TAKE), the priority bits ([Priority]), ordering keys ([FlagKey])
+// and split messages ([FlagMore]): a [Reader] joins the chunks of a split
+// message before it returns it, and a [ChunkWriter] writes one a chunk at
+// a time, so that a writer can interleave them with other frames.
 //
 // The package does no I/O scheduling and starts no goroutines: a [Writer]
 // turns frames into bytes in a buffer it flushes on demand, and a [Reader]
