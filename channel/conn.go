@@ -144,6 +144,7 @@ type Conn struct {
 	chunk      int
 	queueDelay time.Duration        // Config.QueueDelay; 0: no pace
 	pace       atomic.Pointer[pace] // set by the writer if it paces chunks
+	peerDone   atomic.Bool          // the peer has half-closed: no PONG will come
 	log        *slog.Logger
 	halfClose  bool
 	accept     func(frame.Type) error // Config.Accept
@@ -324,6 +325,11 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 		}
 	}
 	if err == io.EOF && c.halfClose && c.Err() == nil {
+		// The peer sends no more PONGs: chunks must not wait for them.
+		c.peerDone.Store(true)
+		if p := c.pace.Load(); p != nil {
+			p.stop()
+		}
 		return err // the writer goes on until Close
 	}
 	if c.auth != nil && errors.Is(err, ErrAuth) {
@@ -652,6 +658,9 @@ func (c *Conn) writeLoop() {
 		p = newPace(c.chunk, c.queueDelay)
 		paced = p.wake
 		c.pace.Store(p)
+		if c.peerDone.Load() { // the peer half-closed before the pace existed
+			p.stop()
+		}
 	}
 	var batch, urgent []frame.Frame
 	for {

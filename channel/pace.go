@@ -47,6 +47,7 @@ type pace struct {
 	window  int64
 	minRTT  time.Duration
 	minAt   time.Time // when minRTT was last renewed
+	off     bool      // stopped: no window, no PINGs
 	seq     uint64    // PINGs sent
 	ackSeq  uint64    // PINGs acknowledged, in order
 	pending [paceRing]struct {
@@ -67,7 +68,7 @@ func newPace(chunk int, maxDelay time.Duration) *pace {
 func (p *pace) open() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return !p.full() && p.seq-p.ackSeq < paceRing
+	return p.off || !p.full() && p.seq-p.ackSeq < paceRing
 }
 
 // wrote records a chunk of n bytes written and reports whether a PING
@@ -78,7 +79,7 @@ func (p *pace) wrote(n int) (uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sent += int64(n)
-	if p.sent-p.pinged < max(p.chunk, p.window/16) && !p.full() {
+	if p.off || p.sent-p.pinged < max(p.chunk, p.window/16) && !p.full() {
 		return 0, false
 	}
 	return p.ping(), true
@@ -90,7 +91,7 @@ func (p *pace) wrote(n int) (uint64, bool) {
 func (p *pace) unpinged() (uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.sent == p.pinged {
+	if p.off || p.sent == p.pinged {
 		return 0, false
 	}
 	return p.ping(), true
@@ -98,7 +99,19 @@ func (p *pace) unpinged() (uint64, bool) {
 
 // full reports whether another chunk would take the bytes in flight past
 // the window. p.mu is held.
-func (p *pace) full() bool { return p.sent-p.acked+p.chunk > p.window }
+func (p *pace) full() bool { return !p.off && p.sent-p.acked+p.chunk > p.window }
+
+// stop turns the pace off for good, waking the writer: the peer has
+// stopped sending (a half-close), so no PONG can come, yet it still reads.
+func (p *pace) stop() {
+	p.mu.Lock()
+	p.off = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
 
 // ping numbers a PING for the chunks written so far. p.mu is held.
 func (p *pace) ping() uint64 {

@@ -1,6 +1,7 @@
 package mux_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -370,6 +371,59 @@ func TestHalfCloseGetsEveryReply(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHalfCloseGetsLargeReplies checks that a server delivers replies
+// larger than a chunk to a client that has closed its writing side: the
+// chunks go on though no PONG can come back to pace them.
+func TestHalfCloseGetsLargeReplies(t *testing.T) {
+	c, s, err := transport.Pair(transport.TCP)
+	require.NoError(t, err)
+	client := c.(*net.TCPConn)
+	defer client.Close()
+	gate := make(chan struct{})
+	r := demux.NewRouter()
+	r.Handle("big", demux.Func(func(ctx context.Context, n int) ([]byte, error) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return bytes.Repeat([]byte{'b'}, n), nil
+	}))
+	d := demux.New(s, r)
+	served := make(chan error, 1)
+	go func() { served <- d.Serve() }()
+	defer d.Close()
+
+	raw := rpctest.NewRaw(t, client)
+	raw.Preface()
+	const n = 1 << 20
+	for xid := uint64(1); xid <= 3; xid++ {
+		raw.Send(rpctest.Request(xid, "big", n))
+	}
+	require.NoError(t, client.CloseWrite())
+	// Bounds every read below: a reply stuck waiting for a PONG fails the
+	// read, and the test, with a timeout.
+	require.NoError(t, client.SetReadDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, raw.R.ReadPreface())
+	close(gate)
+	answered := map[uint64]int{}
+	for len(answered) < 3 {
+		f := raw.Read()
+		switch f.Type {
+		case frame.TypeGoAway, frame.TypePing: // the EOF seen; PINGs this peer cannot answer
+		case frame.TypeResponse:
+			var b []byte
+			require.NoError(t, frame.DecodePayload(f.Payload, &b))
+			answered[f.XID] = len(b)
+		default:
+			t.Fatalf("unexpected %v", &f)
+		}
+		f.Release()
+	}
+	assert.Equal(t, map[uint64]int{1: n, 2: n, 3: n}, answered)
+	assert.ErrorIs(t, await(t, served, "Serve did not return once every reply was written"), io.EOF)
 }
 
 func TestFullHangUpCancelsHandlersInFlight(t *testing.T) {
