@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -94,15 +93,9 @@ func RunHOL(sys systems.System, connect func() (client, server net.Conn, err err
 	if opt.Timeout <= 0 {
 		opt.Timeout = 30 * time.Second
 	}
-	runtime.GC()
-	cconn, sconn, err := connect()
+	caller, closer, err := startOn(sys, connect)
 	if err != nil {
-		res.Err = "connect: " + err.Error()
-		return res
-	}
-	caller, closer, err := sys.Start(cconn, sconn)
-	if err != nil {
-		res.Err = "start: " + err.Error()
+		res.Err = err.Error()
 		return res
 	}
 	var (
@@ -272,15 +265,9 @@ func RunLink(sys systems.System, connect func() (client, server net.Conn, err er
 	if opt.Timeout <= 0 {
 		opt.Timeout = 2 * time.Minute
 	}
-	runtime.GC()
-	cconn, sconn, err := connect()
+	caller, closer, err := startOn(sys, connect)
 	if err != nil {
-		res.Err = "connect: " + err.Error()
-		return res
-	}
-	caller, closer, err := sys.Start(cconn, sconn)
-	if err != nil {
-		res.Err = "start: " + err.Error()
+		res.Err = err.Error()
 		return res
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opt.Timeout)

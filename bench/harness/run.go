@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -129,16 +130,12 @@ func Run(sys systems.System, cell Cell, opt Options) Result {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 30 * time.Second
 	}
-	runtime.GC() // start every cell from a collected heap
 	counts := new(transport.Counts)
-	cconn, sconn, err := transport.Pair(cell.Transport, counts)
+	caller, closer, err := startOn(sys, func() (net.Conn, net.Conn, error) {
+		return transport.Pair(cell.Transport, counts)
+	})
 	if err != nil {
-		res.Err = "connect: " + err.Error()
-		return res
-	}
-	caller, closer, err := sys.Start(cconn, sconn)
-	if err != nil {
-		res.Err = "start: " + err.Error()
+		res.Err = err.Error()
 		return res
 	}
 
@@ -255,4 +252,20 @@ func Run(sys systems.System, cell Cell, opt Options) Result {
 	res.ReadsPerCall = float64(s1.reads-s0.reads) / calls
 	res.WritesPerCall = float64(s1.writes-s0.writes) / calls
 	return res
+}
+
+// startOn connects a fresh pair with connect and starts sys over it, from
+// a collected heap, so that no run pays for the garbage of the one before.
+// The error says which step failed.
+func startOn(sys systems.System, connect func() (client, server net.Conn, err error)) (systems.Caller, io.Closer, error) {
+	runtime.GC()
+	cconn, sconn, err := connect()
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	caller, closer, err := sys.Start(cconn, sconn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start: %w", err)
+	}
+	return caller, closer, nil
 }

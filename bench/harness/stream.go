@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 	"time"
 
 	"github.com/muxrpc/muxrpc/bench/systems"
@@ -29,15 +28,9 @@ func (r *StreamResult) OK() bool { return r.Err == "" && r.Elapsed > 0 }
 // bytes at both ends and the middle.
 func RunStream(sys systems.System, connect func() (client, server net.Conn, err error), n, size int, timeout time.Duration) StreamResult {
 	res := StreamResult{System: sys.Name(), Items: n}
-	runtime.GC()
-	cconn, sconn, err := connect()
+	caller, closer, err := startOn(sys, connect)
 	if err != nil {
-		res.Err = "connect: " + err.Error()
-		return res
-	}
-	caller, closer, err := sys.Start(cconn, sconn)
-	if err != nil {
-		res.Err = "start: " + err.Error()
+		res.Err = err.Error()
 		return res
 	}
 	defer func() {
