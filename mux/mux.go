@@ -308,9 +308,6 @@ func (m *Mux) start(ctx context.Context, c *Call, typ frame.Type, method string,
 	} else {
 		err = m.closedError(err)
 	}
-	if st != nil {
-		m.removeStream(c.xid, st)
-	}
 	if typ == frame.TypeRequest && !m.unregister(c) {
 		// fail or abandon took the call first and finishes it with its
 		// own error; the caller waits on done as if the send had worked.
@@ -342,8 +339,9 @@ func (m *Mux) watch(ctx context.Context, c *Call, method string) {
 	}
 }
 
-// unregister removes c from the pending table, reporting whether it was
-// still there. Whoever removes a call finishes it.
+// unregister removes c from the pending table, and its stream if it has
+// one, reporting whether it was still there. Whoever removes a call
+// finishes it.
 func (m *Mux) unregister(c *Call) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -351,6 +349,9 @@ func (m *Mux) unregister(c *Call) bool {
 		return false
 	}
 	m.pending.remove(c.xid)
+	if len(m.streams) > 0 {
+		delete(m.streams, c.xid) // a late YIELD then finds nothing and is dropped
+	}
 	return true
 }
 

@@ -407,3 +407,21 @@ func TestStreamOverAChildProcess(t *testing.T) {
 	assert.Equal(t, 4950, sum)
 	require.NoError(t, closeWithin(t, m))
 }
+
+// TestCanceledStreamIsForgotten checks that a stream whose context ends
+// while nobody reads it is no longer routed to once its call has ended, so
+// that it holds no items and no entry in the Mux.
+func TestCanceledStreamIsForgotten(t *testing.T) {
+	p := rpctest.Start(t, transport.Pipe, echoRouter(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := p.Mux.Stream(ctx, "count", 1<<30) // yields until canceled
+	require.NoError(t, err)
+	require.Equal(t, 1, p.Mux.Streams())
+	var v int
+	require.NoError(t, s.Recv(&v), "the stream runs")
+	cancel()
+	await(t, s.CallDone(), "the canceled stream's call did not end")
+	assert.Zero(t, p.Mux.Streams(), "the ended stream is still routed to")
+	_, err = recvAll(t, s) // items that came before the cancel, then its error
+	require.ErrorIs(t, err, context.Canceled)
+}
