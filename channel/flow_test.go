@@ -95,7 +95,11 @@ func TestSmallFrameOvertakesSplitMessage(t *testing.T) {
 	frames := rawFrames(t, wire)
 	require.Greater(t, len(frames), 25, "the big response leaves in chunks")
 	for i, f := range frames {
-		assert.LessOrEqual(t, f.body, chunk, "frame %d", i)
+		piece := f.body
+		if i == 1 {
+			piece -= 4 // the first chunk opens with the message's length
+		}
+		assert.LessOrEqual(t, piece, chunk, "frame %d", i)
 	}
 	// The writer takes whole frames ahead of the chunks of a split message.
 	assert.Equal(t, uint64(2), frames[0].xid, "the small response first")

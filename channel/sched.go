@@ -103,7 +103,7 @@ type sched struct {
 	chunk    int
 	split    bool               // the codec can split messages
 	whole    [levels]ring       // frames written whole
-	parts    [levels]ring       // split messages, each taking turns a chunk at a time
+	parts    [levels]ring       // split messages, taking turns of splitTurn bytes
 	passed   [levels]int        // times the level was passed over in a row while waiting
 	smallRun [levels]int        // whole frames written in a row while parts waited
 	open     map[flow]*outgoing // split messages begun and not finished, by flow

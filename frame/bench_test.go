@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"bytes"
 	"io"
 	"testing"
 	"time"
@@ -26,7 +27,29 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // benchRead reads the frame encoded in b over and over, chunk bytes per
 // read from the underlying stream.
 func benchRead(b *testing.B, f *Frame, chunk int) {
-	enc := encode(b, f)
+	benchReadBytes(b, encode(b, f), chunk)
+}
+
+// split encodes f in chunks of at most n bytes of its body.
+func split(b *testing.B, f *Frame, n int) []byte {
+	var buf bytes.Buffer
+	w := Native.NewWriter(&buf).(ChunkWriter)
+	for off, body := 0, Native.FrameSize(f)-MinFrameSize; off < body; {
+		next, err := w.WriteChunk(f, off, n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		off = next
+	}
+	if err := w.(Writer).Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// benchReadBytes reads the frames encoded in enc over and over, chunk
+// bytes per read from the underlying stream.
+func benchReadBytes(b *testing.B, enc []byte, chunk int) {
 	r := Native.NewReader(&chunkReader{b: enc, chunk: chunk}, 0)
 	b.SetBytes(int64(len(enc)))
 	b.ReportAllocs()
@@ -49,6 +72,9 @@ func BenchmarkReadFrame(b *testing.B) {
 	b.Run("response4K", func(b *testing.B) { benchRead(b, resp4K, 64<<10) })
 	b.Run("response1M", func(b *testing.B) { benchRead(b, resp1M, 1<<20+HeaderSize) })
 	b.Run("response1M/16K-reads", func(b *testing.B) { benchRead(b, resp1M, 16<<10) })
+	// As channel's writer sends it by default: in chunks of 16 KiB, read
+	// as a socket would deliver them to the reader's 64 KiB reads.
+	b.Run("response1M/16K-chunks", func(b *testing.B) { benchReadBytes(b, split(b, resp1M, 16<<10), 64<<10) })
 }
 
 func BenchmarkWriteFrame(b *testing.B) {

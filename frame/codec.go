@@ -60,7 +60,8 @@ type ChunkWriter interface {
 	// unless it ends the body, and returns the offset of the next piece:
 	// f's body is all written once that equals the body's size (the
 	// codec's FrameSize minus MinFrameSize). The first piece carries f's
-	// flags; the others only FlagMore and the priority bits. f's type must
+	// flags and, ahead of the piece, the length of the whole body; the
+	// others only FlagMore and the priority bits. f's type must
 	// be one that CanSplit allows, and f must not change until its last
 	// piece is written. It does not release f.
 	WriteChunk(f *Frame, off, n int) (next int, err error)

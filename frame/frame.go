@@ -121,8 +121,9 @@ const (
 	// it grants more (Frame.Window).
 	FlagStream Flags = 1 << 4
 	// FlagMore marks a chunk of a message split over several frames: the
-	// body goes on in the next frame of the same type and xid. The last
-	// chunk has it clear. Only REQUEST, NOTIFY, RESPONSE, YIELD and PUSH
+	// body goes on in the next frame of the same type and xid. The first
+	// chunk opens with the length of the whole body; the last chunk has
+	// FlagMore clear. Only REQUEST, NOTIFY, RESPONSE, YIELD and PUSH
 	// are split.
 	FlagMore Flags = 1 << 7
 )

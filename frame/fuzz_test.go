@@ -50,13 +50,18 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(bytes.Join(golden, nil))
 	f.Add(append(readGolden(f, "preface.hex"), golden[0]...))
 	f.Add(u32(math32))
-	f.Add(raw(TypeRequest, FlagDeadline|FlagMore, 1, u64(1), u16(1), []byte("m")))
+	f.Add(raw(TypeRequest, FlagDeadline|FlagMore, 1, u32(12), u64(1), u16(1), []byte("m")))
 	f.Add(bytes.Join([][]byte{
-		raw(TypeRequest, FlagKey|FlagMore, 1, []byte{1, 'k'}),
+		raw(TypeRequest, FlagKey|FlagMore, 1, u32(6), []byte{1, 'k'}),
 		raw(TypeResponse, 0, 9, []byte{0xc0}),
 		raw(TypeRequest, FlagMore|FlagPriorityMask, 1, u16(1)),
 		raw(TypeRequest, 0, 1, []byte("m"), []byte{0x01}),
 	}, nil))
+	f.Add(bytes.Join([][]byte{
+		raw(TypeResponse, FlagMore, 3, u32(3), []byte{0xa2}),
+		raw(TypeResponse, 0, 3, []byte("hi")),
+	}, nil))
+	f.Add(raw(TypeResponse, FlagMore, 3, u32(math32), []byte{0xa2}))
 	f.Add(raw(TypeWant, 0, 1, u32(3)))
 	f.Add(raw(TypeTake, 0, 1, u32(0)))
 	f.Add(raw(TypeClose, 0, 1))
@@ -149,8 +154,9 @@ func readAllFuzz(t *testing.T, r Reader, data []byte) ([]Frame, error) {
 
 // chunkModel walks the raw frames of a stream that ReadFrame accepted and
 // joins split messages as PROTOCOL.md says: a chunk with FlagMore starts or
-// continues the message of its type and xid, and the first frame of that
-// type and xid without it ends the message.
+// continues the message of its type and xid, the first chunk opening with
+// the body's length, and the first frame of that type and xid without it
+// ends the message.
 type chunkModel struct {
 	rest    []byte
 	partial map[partialKey][]byte // the first chunk's header, then the bodies so far
@@ -170,17 +176,20 @@ func (m *chunkModel) next(t *testing.T) []byte {
 		if !open && flags&FlagMore == 0 {
 			return fr
 		}
+		body := fr[HeaderSize:]
 		if !open {
 			joined = append([]byte(nil), fr[:HeaderSize]...)
 			joined[5] &^= byte(FlagMore)
+			binary.BigEndian.PutUint32(joined, MinFrameSize+binary.BigEndian.Uint32(body))
+			body = body[4:]
 		}
-		joined = append(joined, fr[HeaderSize:]...)
+		joined = append(joined, body...)
 		if flags&FlagMore != 0 {
 			m.partial[key] = joined
 			continue
 		}
 		delete(m.partial, key)
-		binary.BigEndian.PutUint32(joined, uint32(len(joined)-4))
+		require.Equal(t, int(binary.BigEndian.Uint32(joined)), len(joined)-4, "the joined body's length, against the first chunk's word for it")
 		return joined
 	}
 }

@@ -277,12 +277,20 @@ func (w *nativeWriter) WriteChunk(f *Frame, off, n int) (int, error) {
 	}
 	// A chunk that would outgrow the buffer goes into a fresh one: growing
 	// the pooled buffer by append would allocate at every few chunks.
-	if b := w.buffered(); len(b) > 0 && len(b)+HeaderSize+min(n, directWrite) > cap(b) {
+	if b := w.buffered(); len(b) > 0 && len(b)+HeaderSize+splitLenSize+min(n, directWrite) > cap(b) {
 		if err := w.Flush(); err != nil {
 			return 0, err
 		}
 	}
-	b := appendHeader(w.buffered(), f.Type, flags, f.XID, n)
+	var b []byte
+	if off == 0 && end < body {
+		// The first chunk of a split message says how long the whole
+		// body is, so that the reader can size its buffer for it.
+		b = appendHeader(w.buffered(), f.Type, flags, f.XID, splitLenSize+n)
+		b = binary.BigEndian.AppendUint32(b, uint32(body))
+	} else {
+		b = appendHeader(w.buffered(), f.Type, flags, f.XID, n)
+	}
 	// The body is the prefix, the payload and the tail, end to end: copy
 	// the part of each that falls in [off, end), or write it straight to
 	// the stream once it is long enough for the copy to cost more than a
@@ -467,8 +475,13 @@ type partialKey struct {
 // partial is a split message whose last chunk has not arrived.
 type partial struct {
 	flags Flags   // the first chunk's, without FlagMore
+	total int     // the length of the whole body, from the first chunk
 	buf   *buffer // the body so far
 }
+
+// splitLenSize is the size of the field that opens the first chunk of a
+// split message: the length of the message's whole body.
+const splitLenSize = 4
 
 // readChunk reads the body of a chunk of the message key, whose earlier
 // chunks p holds (nil for the first chunk). With the last chunk read, it
@@ -478,17 +491,35 @@ func (r *nativeReader) readChunk(f *Frame, key partialKey, p *partial, body int)
 		if len(r.partial) >= MaxPartial {
 			return false, fmt.Errorf("%w: more than %d split messages in progress", ErrMalformed, MaxPartial)
 		}
-		p = &partial{flags: f.Flags &^ FlagMore}
+		if body < splitLenSize {
+			return false, fmt.Errorf("%w: first chunk of a split %v message with a %d-byte body, too short for the message's length", ErrMalformed, f.Type, body)
+		}
+		b := r.scratch[:splitLenSize]
+		if err := r.readFull(b); err != nil {
+			return false, err
+		}
+		total := uint64(binary.BigEndian.Uint32(b))
+		body -= splitLenSize
+		if total > uint64(r.max-MinFrameSize) {
+			return false, fmt.Errorf("%w: split %v message of %d bytes, limit is %d", ErrTooLarge, f.Type, MinFrameSize+total, r.max)
+		}
+		if uint64(body) > total {
+			return false, fmt.Errorf("%w: split %v message of %d bytes whose first chunk holds %d", ErrMalformed, f.Type, total, body)
+		}
+		p = &partial{flags: f.Flags &^ FlagMore, total: int(total)}
 		r.partial[key] = p
 	}
 	have := 0
 	if p.buf != nil {
 		have = len(p.buf.b)
 	}
-	if have+body > r.max-MinFrameSize {
-		return false, fmt.Errorf("%w: split %v message of more than %d bytes, limit is %d", ErrTooLarge, f.Type, MinFrameSize+have+body, r.max)
+	if have+body > p.total {
+		return false, fmt.Errorf("%w: chunks of a split %v message hold more than its %d bytes", ErrMalformed, f.Type, p.total)
 	}
-	if p.buf, err = r.appendBody(p.buf, body); err != nil {
+	if f.Flags&FlagMore == 0 && have+body < p.total {
+		return false, fmt.Errorf("%w: split %v message of %d bytes ended after %d", ErrMalformed, f.Type, p.total, have+body)
+	}
+	if p.buf, err = r.appendBody(p.buf, body, p.total); err != nil {
 		return false, err
 	}
 	if f.Flags&FlagMore != 0 {
@@ -565,27 +596,30 @@ func (r *nativeReader) parseCallFields(f *Frame, b []byte) (int, error) {
 }
 
 // appendBody reads the next n bytes of the stream onto the end of buf (nil
-// for none), growing it as readBody does: never more than bodyStep or four
-// times the bytes it holds ahead of what has arrived.
-func (r *nativeReader) appendBody(buf *buffer, n int) (*buffer, error) {
+// for none), the body so far of a split message of total bytes. It grows
+// buf as readBody does: never more than bodyStep or four times the bytes
+// it holds ahead of what has arrived, and never past total, so that the
+// last step is to the body's exact size.
+func (r *nativeReader) appendBody(buf *buffer, n, total int) (*buffer, error) {
 	if buf == nil {
-		if n == 0 {
-			return getBuffer(0), nil
+		room := r.step
+		if n <= r.sr.buffered() {
+			room = max(room, n)
 		}
-		return r.readBody(n)
+		buf = getBuffer(min(total, room))
+		buf.b = buf.b[:0]
 	}
-	have := len(buf.b)
-	want := have + n
+	want := len(buf.b) + n
 	for len(buf.b) < want {
 		size := want
 		if want-len(buf.b) > r.sr.buffered() {
 			size = min(want, max(4*len(buf.b), len(buf.b)+r.step))
 		}
 		if size > cap(buf.b) {
-			// Grow fourfold, as readBody does, not to the size just needed:
-			// the chunks of a message come one after another, and growing
-			// by each would copy the message over once more in all.
-			next := getBuffer(max(size, min(4*len(buf.b), r.max-MinFrameSize)))
+			// Grow fourfold, as readBody does, not to the size just
+			// needed: the chunks of a message come one after another, and
+			// growing by each would copy the message over once more in all.
+			next := getBuffer(min(total, max(size, 4*len(buf.b))))
 			copy(next.b, buf.b)
 			next.b = next.b[:len(buf.b)]
 			putBuffer(buf)

@@ -232,7 +232,11 @@ func TestReadFrameRejects(t *testing.T) {
 		{"RESPONSE with FlagKey", raw(TypeResponse, FlagKey, 1, []byte{1}), ErrMalformed},
 		{"REQUEST with an empty key", req(FlagKey, 1, []byte{0}, u16(1), []byte("m")), ErrMalformed},
 		{"REQUEST with a key past the body", req(FlagKey, 1, []byte{9, 'k'}, u16(1), []byte("m")), ErrMalformed},
-		{"a later chunk with FlagDeadline", append(req(FlagMore, 1, u16(1)), req(FlagDeadline, 1, []byte("m"))...), ErrMalformed},
+		{"a later chunk with FlagDeadline", append(req(FlagMore, 1, u32(3), u16(1)), req(FlagDeadline, 1, []byte("m"))...), ErrMalformed},
+		{"a first chunk too short for its length", raw(TypeResponse, FlagMore, 1, u16(0)), ErrMalformed},
+		{"a first chunk longer than its length says", raw(TypeResponse, FlagMore, 1, u32(1), []byte{0xa1, 'a'}), ErrMalformed},
+		{"chunks longer than the first one says", append(raw(TypeResponse, FlagMore, 1, u32(2), []byte{0xa1}), raw(TypeResponse, 0, 1, []byte("ab"))...), ErrMalformed},
+		{"chunks shorter than the first one says", append(raw(TypeResponse, FlagMore, 1, u32(3), []byte{0xa2}), raw(TypeResponse, 0, 1, []byte("a"))...), ErrMalformed},
 		{"type 255", raw(255, 0, 1), ErrMalformed},
 
 		{"REQUEST with flag 0x08", req(0x08, 1, u16(1), []byte("m")), ErrMalformed},
@@ -646,19 +650,21 @@ func TestWriteFrameLengthOverflow(t *testing.T) {
 // refuses: a stream that ends inside one, more than MaxPartial at once,
 // and one whose pieces add up to more than the frame size limit.
 func TestReadFrameSplitLimits(t *testing.T) {
-	_, err := readOne(raw(TypeRequest, FlagMore, 1, u16(1)), 1<<16)
+	_, err := readOne(raw(TypeRequest, FlagMore, 1, u32(3), u16(1)), 1<<16)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "the stream ended inside a split message")
 
 	var many []byte
 	for xid := uint64(1); xid <= MaxPartial+1; xid++ {
-		many = append(many, raw(TypeResponse, FlagMore, xid, []byte{0xc0})...)
+		many = append(many, raw(TypeResponse, FlagMore, xid, u32(2), []byte{0xc0})...)
 	}
 	_, err = readOne(many, 1<<16)
 	assert.ErrorIs(t, err, ErrMalformed, "one split message more than MaxPartial")
 
-	big := append(raw(TypeResponse, FlagMore, 1, make([]byte, 600)), raw(TypeResponse, 0, 1, make([]byte, 600))...)
+	big := append(raw(TypeResponse, FlagMore, 1, u32(1200), make([]byte, 600)), raw(TypeResponse, 0, 1, make([]byte, 600))...)
 	_, err = readOne(big, 1000)
-	assert.ErrorIs(t, err, ErrTooLarge, "pieces of 600 bytes each under a limit of 1000")
+	assert.ErrorIs(t, err, ErrTooLarge, "a message of 1200 bytes under a limit of 1000")
+	_, err = readOne(raw(TypeResponse, FlagMore, 1, u32(math32), []byte{0xc0}), 1<<16)
+	assert.ErrorIs(t, err, ErrTooLarge, "a first chunk claiming 4 GiB: refused before anything is held for it")
 	f, err := readOne(big, 1210)
 	require.NoError(t, err, "the joined message fits a limit of 1210")
 	assert.Len(t, f.Payload, 1200)
