@@ -99,6 +99,14 @@ type Config struct {
 	// Zero or negative means DefaultChunkSize. A codec that cannot split
 	// (one whose Writer is not a frame.ChunkWriter) writes every frame
 	// whole.
+	//
+	// With pacing on (QueueDelay), once only split messages have been
+	// written for 4 MiB, with no frame written whole among them, chunks
+	// grow to an eighth of the pace's window, up to 16 times ChunkSize:
+	// with no small frame to wait behind them, longer chunks cost fewer
+	// copies and system calls per byte. The first frame written whole
+	// brings them back to ChunkSize. On a slow link the window, and so
+	// the chunk, stays small.
 	ChunkSize int
 	// QueueDelay paces the chunks of split messages: the writer keeps no
 	// more of them in flight (written and not yet read by the peer, which
@@ -108,6 +116,13 @@ type Config struct {
 	// the writer are not then stuck behind it in the network, socket
 	// buffers or a relay in front of a slow link. Zero means
 	// DefaultQueueDelay; negative turns pacing off.
+	//
+	// While frames written whole share the stream with split messages
+	// (one was written within the last 4 MiB of chunks), the writer
+	// allows less: four times the shortest round trip, at least 500 µs
+	// and at most QueueDelay, so that on a fast link a small frame waits
+	// behind well under a millisecond of chunks, while on a slow or
+	// distant one it allows QueueDelay as before.
 	QueueDelay time.Duration
 	// Accept, if set, is asked about each frame's type as soon as its
 	// header is read, before its body is read or allocated; an error ends
@@ -697,6 +712,9 @@ func (c *Conn) writeLoop() {
 			yielded = false
 			var err error
 			if s.empty() && c.plain(batch) {
+				if len(batch) > 0 {
+					s.wroteWhole()
+				}
 				err = c.writeBatch(w, batch)
 			} else {
 				for i := range batch {
@@ -758,7 +776,7 @@ func (c *Conn) writeBatch(w frame.Writer, batch []frame.Frame) error {
 func (c *Conn) writeSched(w frame.Writer, cw frame.ChunkWriter, s *sched, p *pace) (stalled bool, err error) {
 	stalled, err = c.writeScheduled(w, cw, s, p)
 	if err == nil && p != nil {
-		if xid, ok := p.unpinged(); ok {
+		if xid, ok := p.unpinged(s.mixed()); ok {
 			err = w.WriteFrame(&frame.Frame{Type: frame.TypePing, XID: xid})
 		}
 	}
@@ -778,6 +796,7 @@ func (c *Conn) writeScheduled(w frame.Writer, cw frame.ChunkWriter, s *sched, p 
 		}
 		if o.off == 0 && (cw == nil || o.body <= c.chunk || !frame.CanSplit(o.f.Type)) {
 			err := w.WriteFrame(&o.f)
+			s.wroteWhole()
 			s.done(o)
 			if err != nil {
 				return false, err
@@ -790,13 +809,17 @@ func (c *Conn) writeScheduled(w frame.Writer, cw frame.ChunkWriter, s *sched, p 
 			continue
 		}
 		chunked = true
-		next, err := cw.WriteChunk(&o.f, o.off, c.chunk)
+		piece := c.chunk
+		if p != nil && !s.mixed() {
+			piece = p.piece()
+		}
+		next, err := cw.WriteChunk(&o.f, o.off, piece)
 		if err != nil {
 			s.done(o)
 			return false, err
 		}
 		if p != nil {
-			if xid, ok := p.wrote(next - o.off); ok {
+			if xid, ok := p.wrote(next-o.off, s.mixed()); ok {
 				if err := w.WriteFrame(&frame.Frame{Type: frame.TypePing, XID: xid}); err != nil {
 					s.done(o)
 					return false, err
@@ -804,6 +827,7 @@ func (c *Conn) writeScheduled(w frame.Writer, cw frame.ChunkWriter, s *sched, p 
 			}
 		}
 		n := next - o.off
+		s.wroteChunk(n)
 		if o.off = next; next < o.body {
 			s.requeue(o, n)
 		} else {

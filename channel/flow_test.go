@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -326,4 +327,110 @@ func TestPacedChunksWaitForTheReader(t *testing.T) {
 	require.ErrorIs(t, <-sent, channel.ErrClosed)
 	receiver.Close()
 	<-received
+}
+
+// pongingPeer plays the receiving end of a over the raw bytes of b: it
+// sends the preface, answers every PING with its PONG, and once the
+// stream ends returns the frames it read, as they were on the wire.
+func pongingPeer(b io.ReadWriteCloser) <-chan []rawFrame {
+	out := make(chan []rawFrame, 1)
+	go func() {
+		defer b.Close()
+		var frames []rawFrame
+		defer func() { out <- frames }()
+		if _, err := b.Write(frame.Preface[:]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(b, make([]byte, len(frame.Preface))); err != nil {
+			return
+		}
+		hdr := make([]byte, frame.HeaderSize)
+		for {
+			if _, err := io.ReadFull(b, hdr); err != nil {
+				return
+			}
+			n := int(binary.BigEndian.Uint32(hdr))
+			f := rawFrame{frame.Type(hdr[4]), frame.Flags(hdr[5]), binary.BigEndian.Uint64(hdr[6:]), n - frame.MinFrameSize}
+			if _, err := io.CopyN(io.Discard, b, int64(f.body)); err != nil {
+				return
+			}
+			frames = append(frames, f)
+			if f.typ == frame.TypePing {
+				pong := binary.BigEndian.AppendUint32(nil, frame.MinFrameSize)
+				pong = append(pong, byte(frame.TypePong), 0)
+				pong = binary.BigEndian.AppendUint64(pong, f.xid)
+				if _, err := b.Write(pong); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// chunkPieces sends fs through a paced Conn whose peer answers its PINGs,
+// and returns the size of each chunk's piece of body as it left, in
+// order.
+func chunkPieces(t *testing.T, chunk int, fs ...frame.Frame) []int {
+	t.Helper()
+	a, b, err := channel.Pipe()
+	require.NoError(t, err)
+	// A long queue delay: the window grows with every PONG, however
+	// loaded the machine.
+	c := channel.New(a, channel.Config{ChunkSize: chunk, QueueDelay: time.Minute, QueueBytes: 64 << 20})
+	peer := pongingPeer(b)
+	done := serve(c)
+	for i := range fs {
+		require.NoError(t, c.Send(context.Background(), &fs[i]))
+	}
+	require.NoError(t, c.Drain(context.Background()))
+	require.NoError(t, c.Close())
+	require.ErrorIs(t, <-done, channel.ErrClosed)
+	var frames []rawFrame
+	select {
+	case frames = <-peer:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer did not see the stream end within 10 s of Close")
+	}
+	var pieces []int
+	open := map[uint64]bool{}
+	for _, f := range frames {
+		if f.typ != frame.TypeResponse || (!open[f.xid] && f.flags&frame.FlagMore == 0) {
+			continue
+		}
+		piece := f.body
+		if !open[f.xid] {
+			piece -= 4 // the first chunk opens with the message's length
+		}
+		open[f.xid] = f.flags&frame.FlagMore != 0
+		pieces = append(pieces, piece)
+	}
+	return pieces
+}
+
+// TestChunksGrowWhenAloneOnTheStream checks that while only split messages
+// are written, their chunks grow with the pace's window, up to 16 chunk
+// sizes, and that while frames written whole share the stream they stay
+// at the chunk size.
+func TestChunksGrowWhenAloneOnTheStream(t *testing.T) {
+	const chunk = 1024
+	bulk := func() []frame.Frame { // Send takes the frames: new ones each time
+		var fs []frame.Frame
+		for xid := range uint64(4) {
+			fs = append(fs, response(xid+1, 512<<10))
+		}
+		return fs
+	}
+	pieces := chunkPieces(t, chunk, bulk()...)
+	require.NotEmpty(t, pieces)
+	assert.Equal(t, chunk, pieces[0], "the first chunk: the window is one chunk")
+	assert.Greater(t, slices.Max(pieces), chunk, "grown with the window")
+	assert.LessOrEqual(t, slices.Max(pieces), 16*chunk, "up to 16 chunks")
+
+	// A small frame ahead of 2 MiB of split messages: the stream is
+	// shared for the next 4 MiB of them.
+	mixed := append([]frame.Frame{response(100, 10)}, bulk()...)
+	pieces = chunkPieces(t, chunk, mixed...)
+	require.NotEmpty(t, pieces)
+	assert.Equal(t, chunk, slices.Max(pieces), "every chunk at the chunk size")
 }

@@ -54,6 +54,7 @@ type pace struct {
 		sent    int64 // the bytes sent when the PING was written
 		at      time.Time
 		limited bool // the window was nearly full then: the window may grow
+		mixed   bool // frames written whole shared the stream then
 	}
 }
 
@@ -74,27 +75,28 @@ func (p *pace) open() bool {
 // wrote records a chunk of n bytes written and reports whether a PING
 // should follow it now, and its xid: once a sixteenth of the window, and at
 // least a chunk, has been written since the last, or once the window is
-// full.
-func (p *pace) wrote(n int) (uint64, bool) {
+// full. mixed says whether frames written whole share the stream (see
+// ack).
+func (p *pace) wrote(n int, mixed bool) (uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sent += int64(n)
 	if p.off || p.sent-p.pinged < max(p.chunk, p.window/16) && !p.full() {
 		return 0, false
 	}
-	return p.ping(), true
+	return p.ping(mixed), true
 }
 
 // unpinged returns the xid of the PING to send if chunks have been written
 // since the last one: the writer sends it before it stops writing chunks,
 // so that every chunk is acknowledged in the end.
-func (p *pace) unpinged() (uint64, bool) {
+func (p *pace) unpinged(mixed bool) (uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.off || p.sent == p.pinged {
 		return 0, false
 	}
-	return p.ping(), true
+	return p.ping(mixed), true
 }
 
 // full reports whether another chunk would take the bytes in flight past
@@ -114,14 +116,39 @@ func (p *pace) stop() {
 }
 
 // ping numbers a PING for the chunks written so far. p.mu is held.
-func (p *pace) ping() uint64 {
+func (p *pace) ping(mixed bool) uint64 {
 	seq := p.seq
 	p.seq++
 	p.pinged = p.sent
 	slot := &p.pending[seq%paceRing]
 	slot.sent, slot.at = p.sent, time.Now()
 	slot.limited = p.full()
+	slot.mixed = mixed
 	return pacePingBit | seq
+}
+
+// Queue delay allowed while frames written whole share the stream with
+// split messages (see ack).
+const (
+	// mixedRTTs is how many shortest round trips of queue delay are
+	// allowed.
+	mixedRTTs = 4
+	// mixedMinDelay is the least queue delay allowed.
+	mixedMinDelay = 500 * time.Microsecond
+)
+
+// allowed returns how much the round trip of a PING may exceed the
+// shortest seen before the window shrinks: maxDelay while only split
+// messages are written, and while frames written whole share the stream
+// (mixed), mixedRTTs shortest round trips, at least mixedMinDelay and at
+// most maxDelay. On a fast link a small frame then waits behind well
+// under a millisecond of chunks, on a slow or distant one the same
+// maxDelay as bulk. p.mu is held.
+func (p *pace) allowed(mixed bool) time.Duration {
+	if !mixed {
+		return p.maxDelay
+	}
+	return min(p.maxDelay, max(mixedMinDelay, mixedRTTs*p.minRTT))
 }
 
 // ack takes the PONG of one of the pace's PINGs (xid has pacePingBit).
@@ -141,7 +168,7 @@ func (p *pace) ack(xid uint64) {
 	if p.minRTT == 0 || rtt < p.minRTT || now.Sub(p.minAt) > 10*time.Second {
 		p.minRTT, p.minAt = rtt, now
 	}
-	if rtt-p.minRTT > p.maxDelay {
+	if rtt-p.minRTT > p.allowed(slot.mixed) {
 		p.window = max(p.chunk, p.window-p.window/8)
 	} else if newly > 0 && slot.limited {
 		p.window = min(p.window+newly, 1<<40)
@@ -151,4 +178,22 @@ func (p *pace) ack(xid uint64) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// maxPieceChunks bounds how many times the chunk size a piece may grow to.
+const maxPieceChunks = 16
+
+// piece returns how many bytes of a split message the next chunk may
+// hold when nothing but split messages is being written: the chunk size
+// while the window is small, growing with the window (an eighth of it) up
+// to maxPieceChunks chunks. On a fast link, longer pieces cost fewer
+// copies and system calls per byte; on a slow one the window, and so the
+// piece, stays at one chunk.
+func (p *pace) piece() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.off {
+		return int(p.chunk)
+	}
+	return int(min(maxPieceChunks*p.chunk, max(p.chunk, p.window/8)))
 }

@@ -16,7 +16,7 @@ func TestPaceWindow(t *testing.T) {
 	const chunk = 1000
 	p := newPace(chunk, 20*time.Millisecond)
 	require.True(t, p.open())
-	xid, ping := p.wrote(chunk)
+	xid, ping := p.wrote(chunk, false)
 	require.True(t, ping, "a full window is pinged at once")
 	assert.False(t, p.open(), "one chunk in flight fills the first window")
 	assert.NotZero(t, xid&pacePingBit)
@@ -31,7 +31,7 @@ func TestPaceWindow(t *testing.T) {
 
 	// Round trips that grow past the queue delay shrink the window.
 	for range 50 {
-		xid, _ := p.wrote(chunk)
+		xid, _ := p.wrote(chunk, false)
 		p.mu.Lock()
 		p.pending[(xid&^pacePingBit)%paceRing].at = time.Now().Add(-time.Second)
 		p.mu.Unlock()
@@ -42,12 +42,63 @@ func TestPaceWindow(t *testing.T) {
 	// Bytes written without a PING get one before the writer stops.
 	p2 := newPace(chunk, time.Second)
 	p2.window = 100 * chunk
-	_, ping = p2.wrote(10)
+	_, ping = p2.wrote(10, false)
 	assert.False(t, ping, "less than a chunk since the last PING, window far from full")
-	xid, ok := p2.unpinged()
+	xid, ok := p2.unpinged(false)
 	require.True(t, ok)
-	_, ok = p2.unpinged()
+	_, ok = p2.unpinged(false)
 	assert.False(t, ok, "nothing more to acknowledge")
 	p2.ack(xid)
 	assert.Equal(t, p2.sent, p2.acked)
+}
+
+// TestPaceAllowsLessDelayWhenShared checks the queue delay a round trip
+// may add before the window shrinks: the configured one while only split
+// messages are written, and while frames written whole share the stream,
+// four shortest round trips, at least 500 µs and at most the configured.
+func TestPaceAllowsLessDelayWhenShared(t *testing.T) {
+	p := newPace(1000, 20*time.Millisecond)
+	p.minRTT = 50 * time.Microsecond
+	assert.Equal(t, 20*time.Millisecond, p.allowed(false))
+	assert.Equal(t, 500*time.Microsecond, p.allowed(true), "the floor on a fast link")
+	p.minRTT = time.Millisecond
+	assert.Equal(t, 4*time.Millisecond, p.allowed(true), "four round trips")
+	p.minRTT = 50 * time.Millisecond
+	assert.Equal(t, 20*time.Millisecond, p.allowed(true), "never more than the configured delay")
+
+	// A round trip 2 ms over the shortest: the window grows when only
+	// split messages were written, and shrinks when the stream was shared.
+	for _, mixed := range []bool{false, true} {
+		p := newPace(1000, 20*time.Millisecond)
+		p.window = 8000
+		xid, _ := p.wrote(1000, mixed)
+		p.ack(xid) // the shortest round trip so far
+		p.minRTT = time.Microsecond
+		p.sent += 7500 // the window full: the next PING is limited
+		xid, _ = p.wrote(0, mixed)
+		p.mu.Lock()
+		p.pending[(xid&^pacePingBit)%paceRing].at = time.Now().Add(-2 * time.Millisecond)
+		p.mu.Unlock()
+		before := p.window
+		p.ack(xid)
+		if mixed {
+			assert.Less(t, p.window, before, "shared: 2 ms is past the 500 µs allowed")
+		} else {
+			assert.Greater(t, p.window, before, "alone: 2 ms is within the 20 ms allowed")
+		}
+	}
+}
+
+// TestPacePiece checks how long a chunk may be while only split messages
+// are written: the chunk size until the window passes eight chunks, then
+// an eighth of the window, up to 16 chunks; the chunk size once stopped.
+func TestPacePiece(t *testing.T) {
+	p := newPace(1000, 20*time.Millisecond)
+	assert.Equal(t, 1000, p.piece())
+	p.window = 40_000
+	assert.Equal(t, 5000, p.piece())
+	p.window = 1 << 30
+	assert.Equal(t, 16_000, p.piece())
+	p.stop()
+	assert.Equal(t, 1000, p.piece())
 }

@@ -220,13 +220,15 @@ func serverDefaults() []Option {
 
 // ChunkSize sets the largest body a frame is written with, as
 // mux.ChunkSize does: a response or stream item longer than n bytes leaves
-// split into chunks interleaved with the frames behind it.
+// split into chunks interleaved with the frames behind it (which grow
+// while nothing else is written; see channel.Config.ChunkSize).
 func ChunkSize(n int) Option {
 	return func(c *core.Config) { c.Channel.ChunkSize = n }
 }
 
 // QueueDelay paces the chunks of large responses and stream items as
-// mux.QueueDelay does: negative turns the pacing off.
+// mux.QueueDelay does (allowing less while small frames share the
+// stream): negative turns the pacing off.
 func QueueDelay(d time.Duration) Option {
 	return func(c *core.Config) { c.Channel.QueueDelay = d }
 }

@@ -80,6 +80,9 @@ func TestReadFrameAllocatesAsBytesArrive(t *testing.T) {
 		{"RESPONSE, 10 bytes of body", append(header(TypeResponse, 1), make([]byte, 10)...)},
 		{"ERROR, 10 bytes of body", append(header(TypeError, 1), errorBody(1, "", "")...)},
 		{"GOAWAY, 1 MiB of body", append(header(TypeGoAway, 0), make([]byte, 1<<20)...)},
+		{"split RESPONSE, first chunk claiming the limit, 10 bytes of it", splitClaiming(claimed, 0, 10)},
+		{"split RESPONSE, 1 MiB in 16 KiB chunks, then a chunk claiming the rest", splitClaiming(claimed, 1<<20, 0)},
+		{"split RESPONSE, 3 MiB + 1 in 16 KiB chunks, then 10 bytes of a chunk claiming the rest", splitClaiming(claimed, 3<<20+1, 10)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -127,4 +130,32 @@ func TestReadFrameGrowingBody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// splitClaiming returns the start of a split RESPONSE whose first chunk
+// says its body is the most a frame of size limit holds: whole chunks
+// of 16 KiB (the first one shorter by its length field) until sent bytes
+// of the body have gone, then the header of a chunk claiming the rest of
+// the body and partial bytes of it.
+func splitClaiming(limit, sent, partial int) []byte {
+	total := limit - MinFrameSize
+	var b []byte
+	for off := 0; off < sent; {
+		n := min(16<<10, sent-off)
+		body := make([]byte, n)
+		if off == 0 {
+			body = append(u32(uint32(total)), body[:n-4]...)
+			n -= 4
+		}
+		b = append(b, raw(TypeResponse, FlagMore, 1, body)...)
+		off += n
+	}
+	rest := total - sent // for the first chunk: its length field and the body but 4 bytes
+	hdr := append(u32(uint32(MinFrameSize+rest)), raw(TypeResponse, 0, 1)[4:]...)
+	if sent == 0 {
+		hdr[5] |= byte(FlagMore)
+		hdr = append(hdr, u32(uint32(total))...)
+		partial -= 4
+	}
+	return append(append(b, hdr...), make([]byte, max(partial, 0))...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"time"
 )
 
@@ -596,10 +597,11 @@ func (r *nativeReader) parseCallFields(f *Frame, b []byte) (int, error) {
 }
 
 // appendBody reads the next n bytes of the stream onto the end of buf (nil
-// for none), the body so far of a split message of total bytes. It grows
-// buf as readBody does: never more than bodyStep or four times the bytes
-// it holds ahead of what has arrived, and never past total, so that the
-// last step is to the body's exact size.
+// for none), the body so far of a split message of total bytes. It asks
+// the pool for at most four times what has arrived of the message plus
+// bodyStep, rounded down to a size class, and never for more than total:
+// on a fast stream the buffer grows in a few steps, the last of them to
+// the body's exact size.
 func (r *nativeReader) appendBody(buf *buffer, n, total int) (*buffer, error) {
 	if buf == nil {
 		room := r.step
@@ -611,23 +613,25 @@ func (r *nativeReader) appendBody(buf *buffer, n, total int) (*buffer, error) {
 	}
 	want := len(buf.b) + n
 	for len(buf.b) < want {
-		size := want
-		if want-len(buf.b) > r.sr.buffered() {
-			size = min(want, max(4*len(buf.b), len(buf.b)+r.step))
+		have := len(buf.b)
+		if want > cap(buf.b) {
+			room := total
+			if limit := 4*have + r.step; limit < total {
+				room = 1 << (bits.Len(uint(limit)) - 1) // a whole size class
+			}
+			if want-have <= r.sr.buffered() {
+				room = max(room, want)
+			}
+			if room > cap(buf.b) {
+				next := getBuffer(room)
+				copy(next.b, buf.b)
+				next.b = next.b[:have]
+				putBuffer(buf)
+				buf = next
+			}
 		}
-		if size > cap(buf.b) {
-			// Grow fourfold, as readBody does, not to the size just
-			// needed: the chunks of a message come one after another, and
-			// growing by each would copy the message over once more in all.
-			next := getBuffer(min(total, max(size, 4*len(buf.b))))
-			copy(next.b, buf.b)
-			next.b = next.b[:len(buf.b)]
-			putBuffer(buf)
-			buf = next
-		}
-		at := len(buf.b)
-		buf.b = buf.b[:size]
-		if err := r.readFull(buf.b[at:]); err != nil {
+		buf.b = buf.b[:min(want, cap(buf.b))]
+		if err := r.readFull(buf.b[have:]); err != nil {
 			putBuffer(buf)
 			return nil, err
 		}

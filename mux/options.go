@@ -85,7 +85,9 @@ func AuthKey(key []byte) Option {
 // queued behind it, so that a small call waits for at most one chunk of a
 // large one instead of all of it. Larger chunks cost fewer frames and
 // writes per large message; smaller ones bound the wait more tightly.
-// It is a demux option too.
+// While nothing but large messages has been written for a while (4 MiB),
+// a paced writer lets chunks grow with its window, up to 16 times this
+// size (see channel.Config.ChunkSize). It is a demux option too.
 func ChunkSize(n int) Option {
 	return func(c *core.Config) { c.Channel.ChunkSize = n }
 }
@@ -96,8 +98,10 @@ func ChunkSize(n int) Option {
 // turns the pacing off). The writer learns what the peer has read from
 // PINGs it sends between chunks, so that on a slow link, or behind a
 // relay that buffers, a small call waits for about two chunks of a large
-// one rather than for everything queued ahead of it. It is a demux option
-// too.
+// one rather than for everything queued ahead of it. While small frames
+// share the stream with large messages, it allows less: four of the
+// shortest round trips, at least 500 µs (see channel.Config.QueueDelay).
+// It is a demux option too.
 func QueueDelay(d time.Duration) Option {
 	return func(c *core.Config) { c.Channel.QueueDelay = d }
 }
