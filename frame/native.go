@@ -349,6 +349,7 @@ type nativeReader struct {
 	methods map[string]string
 	accept  func(Type) error // see SetTypeFilter; nil accepts every type
 	partial map[partialKey]*partial
+	spare   []*partial // finished ones, for the next split messages
 	// scratch holds a frame's fixed fields while they are parsed, and
 	// method holds a method name while it is looked up; local arrays would
 	// escape through io.ReadFull and cost an allocation.
@@ -507,7 +508,12 @@ func (r *nativeReader) readChunk(f *Frame, key partialKey, p *partial, body int)
 		if uint64(body) > total {
 			return false, fmt.Errorf("%w: split %v message of %d bytes whose first chunk holds %d", ErrMalformed, f.Type, total, body)
 		}
-		p = &partial{flags: f.Flags &^ FlagMore, total: int(total)}
+		if n := len(r.spare); n > 0 {
+			p, r.spare = r.spare[n-1], r.spare[:n-1]
+		} else {
+			p = new(partial)
+		}
+		*p = partial{flags: f.Flags &^ FlagMore, total: int(total)}
 		r.partial[key] = p
 	}
 	have := 0
@@ -528,7 +534,10 @@ func (r *nativeReader) readChunk(f *Frame, key partialKey, p *partial, body int)
 	}
 	delete(r.partial, key)
 	f.Flags = p.flags
-	if err := r.parseBody(f, p.buf); err != nil {
+	buf := p.buf
+	*p = partial{}
+	r.spare = append(r.spare, p)
+	if err := r.parseBody(f, buf); err != nil {
 		return false, err
 	}
 	return true, nil

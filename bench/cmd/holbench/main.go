@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -85,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		outDir    = fs.String("out", "../docs/flow", "directory for the markdown report and the SVG charts")
 		name      = fs.String("name", "results.md", "report file name in -out")
 		quiet     = fs.Bool("q", false, "no progress lines on stderr")
+		cpuProf   = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -111,6 +113,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if !*quiet {
 		cfg.progress = stderr
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	started := time.Now()
 	hol := runHOL(cfg)
