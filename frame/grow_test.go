@@ -159,3 +159,35 @@ func splitClaiming(limit, sent, partial int) []byte {
 	}
 	return append(append(b, hdr...), make([]byte, max(partial, 0))...)
 }
+
+// TestSplitMessageJoinsInFewSteps reads a split message whose body is just
+// over 1 MiB, in 16 KiB chunks that have all arrived: the join buffer grows
+// in a few steps to the body's exact size (64 KiB, 256 KiB, then the size
+// class of the body, 2 MiB), not one step past a guess (to 4 MiB, after
+// copying 1 MiB over).
+func TestSplitMessageJoinsInFewSteps(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts")
+	}
+	resp := &Frame{Type: TypeResponse, XID: 1, Payload: pattern(1<<20 + 20)}
+	var buf bytes.Buffer
+	w := Native.NewWriter(&buf).(ChunkWriter)
+	for off, body := 0, Native.FrameSize(resp)-MinFrameSize; off < body; {
+		next, err := w.WriteChunk(resp, off, 16<<10)
+		require.NoError(t, err)
+		off = next
+	}
+	require.NoError(t, w.(Writer).Flush())
+	drainLargePools()
+	r := Native.NewReader(iotest.HalfReader(bytes.NewReader(buf.Bytes())), 0)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var f Frame
+	require.NoError(t, r.ReadFrame(&f))
+	runtime.ReadMemStats(&after)
+	require.Equal(t, resp.Payload, f.Payload)
+	f.Release()
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d bytes allocated to join %d", got, len(resp.Payload))
+	assert.Less(t, got, uint64(2<<20+512<<10), "64 KiB + 256 KiB + 2 MiB, and the read buffer")
+}
