@@ -813,6 +813,9 @@ func (c *Conn) writeScheduled(w frame.Writer, cw frame.ChunkWriter, s *sched, p 
 		if p != nil && !s.mixed() {
 			piece = p.piece()
 		}
+		// Every chunk, the first with its 4-byte length of the whole
+		// message, fits a frame of the size limit.
+		piece = min(piece, c.max-frame.MinFrameSize-4)
 		next, err := cw.WriteChunk(&o.f, o.off, piece)
 		if err != nil {
 			s.done(o)
