@@ -117,8 +117,9 @@ func TestSmallFrameOvertakesSplitMessage(t *testing.T) {
 }
 
 // TestSplitMessagesTakeTurns queues two split responses: each goes whole
-// before the other while it is shorter than a turn (1 MiB), and longer
-// ones take turns of 1 MiB.
+// before the other while it is shorter than a turn (1 MiB) or at most a
+// quarter turn longer, and longer ones take turns of 1 MiB, the last of
+// which takes in a remainder of up to a quarter turn.
 func TestSplitMessagesTakeTurns(t *testing.T) {
 	xids := func(frames []rawFrame) []uint64 {
 		var out []uint64
@@ -138,16 +139,33 @@ func TestSplitMessagesTakeTurns(t *testing.T) {
 	assert.Equal(t, want, xids(frames), "one after the other")
 
 	const chunk = 256 << 10
-	frames = rawFrames(t, queued(t, channel.Config{ChunkSize: chunk, QueueBytes: 8 << 20}, response(1, 2<<20), response(2, 2<<20)))
-	want = want[:0]
-	for _, x := range []uint64{1, 2, 1, 2} { // turns of 1 MiB: 4 chunks
-		for range 4 {
-			want = append(want, x)
+	runs := func(runs ...[2]int) []uint64 { // runs of {xid, chunks}
+		var out []uint64
+		for _, r := range runs {
+			for range r[1] {
+				out = append(out, uint64(r[0]))
+			}
 		}
+		return out
 	}
-	want = append(want, 1, 2) // the last bytes of each, and the headers
-	assert.Equal(t, want, xids(frames), "turns of 1 MiB")
+	cfg := channel.Config{ChunkSize: chunk, QueueBytes: 8 << 20}
+	// 1 MiB and a payload header: four chunks make a turn, and the few
+	// bytes left go with them rather than behind the other message.
+	frames = rawFrames(t, queued(t, cfg, response(1, 1<<20), response(2, 1<<20)))
+	assert.Equal(t, runs([2]int{1, 5}, [2]int{2, 5}), xids(frames), "a message just over a turn goes whole")
+
+	frames = rawFrames(t, queued(t, cfg, response(1, 2<<20), response(2, 2<<20)))
+	assert.Equal(t, runs([2]int{1, 4}, [2]int{2, 4}, [2]int{1, 5}, [2]int{2, 5}), xids(frames),
+		"turns of 1 MiB, the last with the header's bytes")
+
+	frames = rawFrames(t, queued(t, cfg, response(1, 1<<20+splitTail+1), response(2, 1<<20)))
+	assert.Equal(t, runs([2]int{1, 4}, [2]int{2, 5}, [2]int{1, 2}), xids(frames),
+		"more than a quarter turn left: the other message goes first")
 }
+
+// splitTail is how much of a split message may be left at the end of its
+// turn for it to finish in that turn (channel's splitTail).
+const splitTail = 256 << 10
 
 // TestWholeMessagesWithoutSplitting checks that a frame up to the chunk
 // size leaves whole.

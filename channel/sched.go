@@ -226,12 +226,20 @@ func (s *sched) next(wholeOnly bool) *outgoing {
 // longer than this still lets the others through every splitTurn bytes.
 const splitTurn = 1 << 20
 
+// splitTail is how much of a split message may be left when its turn is
+// used up for it to finish in the same turn. A message a little longer
+// than a turn (a 1 MiB payload and its header) would otherwise leave its
+// last bytes behind the turns of all the others, and every message of a
+// batch would again be whole only at its end.
+const splitTail = splitTurn / 4
+
 // requeue puts back a split message with more chunks to write, of which n
 // bytes were just written: at the head of its priority's split messages
-// until its turn is used up, then behind them.
+// until its turn is used up, or to its end if at most splitTail is left,
+// then behind them.
 func (s *sched) requeue(o *outgoing, n int) {
 	r := &s.parts[level(o.f.Flags.Priority())]
-	if o.turn += n; o.turn < splitTurn {
+	if o.turn += n; o.turn < splitTurn || o.body-o.off <= splitTail {
 		r.pushFront(o)
 		return
 	}
