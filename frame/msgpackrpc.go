@@ -297,9 +297,9 @@ func (w *mrpcWriter) writeTail(b, tail []byte) error {
 	return w.nw.write(tail)
 }
 
-// flushIfFull writes out the buffer once it holds writeBufferSize bytes.
+// flushIfFull writes out the buffer once it is full.
 func (w *mrpcWriter) flushIfFull() error {
-	if len(w.nw.buf.b) < writeBufferSize {
+	if len(w.nw.buf.b) < w.nw.limit {
 		return nil
 	}
 	return w.nw.Flush()

@@ -26,9 +26,14 @@ var Native Codec = native{}
 // none. (The reader's are in reader.go.)
 const (
 	writeBufferSize = 64 << 10
+	// chunkBufferSize is the size of the buffer the writer takes for the
+	// chunks of split messages: a busy stream of chunks then leaves in
+	// fewer, longer writes, while a stream of whole frames keeps to
+	// writeBufferSize.
+	chunkBufferSize = 256 << 10
 	// directWrite is the payload size from which a payload is written
 	// straight to the stream after the buffered bytes, not copied.
-	directWrite = writeBufferSize / 2
+	directWrite = 32 << 10
 )
 
 // maxInterned bounds the per-connection table of method names, which spares
@@ -119,15 +124,19 @@ func errorStrings(e *RemoteError) (msg, trace string) {
 type nativeWriter struct {
 	w       io.Writer
 	buf     *buffer // pooled; nil while nothing is buffered
+	limit   int     // the size buf was taken with: a buffer this full is written out
 	err     error   // the first write error; every later call returns it
 	scratch []byte  // WriteChunk's copy of a call's fields
 }
 
 // buffered returns the bytes buffered so far, taking a buffer from the
 // pool if there is none.
-func (w *nativeWriter) buffered() []byte {
+func (w *nativeWriter) buffered() []byte { return w.bufferedIn(writeBufferSize) }
+
+// bufferedIn is buffered, taking a buffer of size bytes if there is none.
+func (w *nativeWriter) bufferedIn(size int) []byte {
 	if w.buf == nil {
-		w.buf = getBuffer(writeBufferSize)
+		w.buf, w.limit = getBuffer(size), size
 		w.buf.b = w.buf.b[:0]
 	}
 	return w.buf.b
@@ -244,7 +253,7 @@ func (w *nativeWriter) WriteFrame(f *Frame) error {
 		payload = nil
 	}
 	w.buf.b = hdr // appending may have outgrown the pooled buffer; fine
-	if payload == nil && len(hdr) < writeBufferSize {
+	if payload == nil && len(hdr) < w.limit {
 		return nil
 	}
 	if err := w.Flush(); err != nil {
@@ -278,7 +287,7 @@ func (w *nativeWriter) WriteChunk(f *Frame, off, n int) (int, error) {
 	}
 	// A chunk that would outgrow the buffer goes into a fresh one: growing
 	// the pooled buffer by append would allocate at every few chunks.
-	if b := w.buffered(); len(b) > 0 && len(b)+HeaderSize+splitLenSize+min(n, directWrite) > cap(b) {
+	if b := w.bufferedIn(chunkBufferSize); len(b) > 0 && len(b)+HeaderSize+splitLenSize+min(n, directWrite) > cap(b) {
 		if err := w.Flush(); err != nil {
 			return 0, err
 		}
@@ -287,10 +296,10 @@ func (w *nativeWriter) WriteChunk(f *Frame, off, n int) (int, error) {
 	if off == 0 && end < body {
 		// The first chunk of a split message says how long the whole
 		// body is, so that the reader can size its buffer for it.
-		b = appendHeader(w.buffered(), f.Type, flags, f.XID, splitLenSize+n)
+		b = appendHeader(w.bufferedIn(chunkBufferSize), f.Type, flags, f.XID, splitLenSize+n)
 		b = binary.BigEndian.AppendUint32(b, uint32(body))
 	} else {
-		b = appendHeader(w.buffered(), f.Type, flags, f.XID, n)
+		b = appendHeader(w.bufferedIn(chunkBufferSize), f.Type, flags, f.XID, n)
 	}
 	// The body is the prefix, the payload and the tail, end to end: copy
 	// the part of each that falls in [off, end), or write it straight to
@@ -319,10 +328,10 @@ func (w *nativeWriter) WriteChunk(f *Frame, off, n int) (int, error) {
 		if err := w.write(part[lo:hi]); err != nil {
 			return 0, err
 		}
-		b = w.buffered()
+		b = w.bufferedIn(chunkBufferSize)
 	}
 	w.buf.b = b
-	if len(b) >= writeBufferSize {
+	if len(b) >= w.limit {
 		return end, w.Flush()
 	}
 	return end, nil

@@ -86,3 +86,52 @@ func TestWriterErrorsStick(t *testing.T) {
 type brokenWriter struct{}
 
 func (brokenWriter) Write([]byte) (int, error) { return 0, assert.AnError }
+
+// TestWriterGathersChunksInLongerWrites checks the writer's buffers: whole
+// frames leave in writes of about writeBufferSize (the buffer is written
+// out once the frame that fills it is in), and the chunks of split
+// messages, with the whole frames between them, in writes of up to
+// chunkBufferSize, so that a stream busy with chunks makes fewer system
+// calls.
+func TestWriterGathersChunksInLongerWrites(t *testing.T) {
+	var out countingWriter
+	w := Native.NewWriter(&out).(*nativeWriter)
+	small := Frame{Type: TypeResponse, XID: 1, Payload: bytes.Repeat([]byte{0xc3}, 1000)}
+	for range 200 {
+		require.NoError(t, w.WriteFrame(&small))
+	}
+	require.NoError(t, w.Flush())
+	for i, n := range out.writes {
+		assert.LessOrEqual(t, n, writeBufferSize+HeaderSize+len(small.Payload), "write %d of whole frames", i)
+	}
+	assert.GreaterOrEqual(t, len(out.writes), 200*1000/writeBufferSize, "whole frames alone keep to the smaller buffer")
+
+	out.writes = nil
+	const chunk = 16 << 10
+	big := Frame{Type: TypeResponse, XID: 2, Payload: bytes.Repeat([]byte{0xc3}, 1<<20)}
+	body := Native.FrameSize(&big) - MinFrameSize
+	for off := 0; off < body; {
+		var err error
+		off, err = w.WriteChunk(&big, off, chunk)
+		require.NoError(t, err)
+		require.NoError(t, w.WriteFrame(&Frame{Type: TypeCancel, XID: uint64(off)}), "a whole frame between chunks")
+	}
+	require.NoError(t, w.Flush())
+	for i, n := range out.writes {
+		assert.LessOrEqual(t, n, chunkBufferSize, "write %d of chunks", i)
+	}
+	assert.LessOrEqual(t, len(out.writes), 2*(1<<20)/chunkBufferSize, "%d writes for 1 MiB in 16 KiB chunks", len(out.writes))
+	assert.Nil(t, w.buf, "the buffer went back to the pool")
+
+	r := Native.NewReader(&out.Buffer, 0)
+	var f Frame
+	for {
+		require.NoError(t, r.ReadFrame(&f))
+		if f.XID == 2 {
+			break
+		}
+		f.Release()
+	}
+	assert.Equal(t, big.Payload, f.Payload, "joined whole")
+	f.Release()
+}
