@@ -119,7 +119,7 @@ type Config struct {
 	//
 	// While frames written whole share the stream with split messages
 	// (one was written within the last 4 MiB of chunks), the writer
-	// allows less: four times the shortest round trip, at least 500 µs
+	// allows less: four times the shortest round trip, at least 450 µs
 	// and at most QueueDelay, so that on a fast link a small frame waits
 	// behind well under a millisecond of chunks, while on a slow or
 	// distant one it allows QueueDelay as before.

@@ -23,11 +23,13 @@ const paceRing = 64
 // (after every sixteenth of the window, at least a chunk, and whenever it
 // stops writing chunks) the writer sends a PING; the PONG, which the peer
 // sends once it has read the PING and hence the chunks before it,
-// acknowledges them and gives a round trip. The window of bytes in flight grows by what each PONG
-// acknowledges while the round trip stays within maxDelay of the shortest
-// seen (and the window, not the lack of data, held the writer back), and
-// shrinks by an eighth each time the round trip is longer, never below one
-// chunk. So a slow link (or a relay that buffers in front of one) holds
+// acknowledges them and gives a round trip. The window of bytes in flight
+// grows by what each PONG acknowledges while the round trip stays within
+// half the allowed queue delay of the shortest seen (and the window, not
+// the lack of data, held the writer back), by less and less as the delay
+// nears what is allowed, and shrinks by a quarter when the round trip is
+// longer, at most once a round trip (only for a PING sent after the last
+// shrink), never below one chunk. So a slow link (or a relay that buffers in front of one) holds
 // about one chunk of them, and a frame that
 // overtakes the split messages in the writer is not stuck behind megabytes
 // queued further on, while on a fast link the window grows out of the way
@@ -45,17 +47,21 @@ type pace struct {
 	pinged  int64 // bytes of chunks written before the last PING
 	acked   int64 // bytes of chunks the peer has read, ever
 	window  int64
+	shrunk  int64 // sent when the window last shrank: earlier PINGs do not shrink it again
 	minRTT  time.Duration
 	minAt   time.Time // when minRTT was last renewed
 	off     bool      // stopped: no window, no PINGs
 	seq     uint64    // PINGs sent
 	ackSeq  uint64    // PINGs acknowledged, in order
-	pending [paceRing]struct {
-		sent    int64 // the bytes sent when the PING was written
-		at      time.Time
-		limited bool // the window was nearly full then: the window may grow
-		mixed   bool // frames written whole shared the stream then
-	}
+	pending [paceRing]paceSlot
+}
+
+// paceSlot is the record of a PING awaiting its PONG.
+type paceSlot struct {
+	sent    int64 // the bytes sent when the PING was written
+	at      time.Time
+	limited bool // the window was nearly full then: the window may grow
+	mixed   bool // frames written whole shared the stream then
 }
 
 func newPace(chunk int, maxDelay time.Duration) *pace {
@@ -134,7 +140,7 @@ const (
 	// allowed.
 	mixedRTTs = 4
 	// mixedMinDelay is the least queue delay allowed.
-	mixedMinDelay = 500 * time.Microsecond
+	mixedMinDelay = 450 * time.Microsecond
 )
 
 // allowed returns how much the round trip of a PING may exceed the
@@ -168,15 +174,38 @@ func (p *pace) ack(xid uint64) {
 	if p.minRTT == 0 || rtt < p.minRTT || now.Sub(p.minAt) > 10*time.Second {
 		p.minRTT, p.minAt = rtt, now
 	}
-	if rtt-p.minRTT > p.allowed(slot.mixed) {
-		p.window = max(p.chunk, p.window-p.window/8)
-	} else if newly > 0 && slot.limited {
-		p.window = min(p.window+newly, 1<<40)
-	}
+	p.adjust(rtt-p.minRTT, p.allowed(slot.mixed), newly, slot)
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
 	default:
+	}
+}
+
+// adjust resizes the window after a PONG whose round trip exceeded the
+// shortest by excess, with allowed the excess allowed, newly the bytes it
+// acknowledged and slot its PING's record. p.mu is held.
+//
+// Below half the allowed delay the window grows by what was acknowledged,
+// doubling each round trip; above it, by a share that falls to nothing at
+// the allowed delay, so that the queue settles near it rather than
+// overshooting by a round trip's growth. Past the allowed delay it shrinks
+// by a quarter, once: the PINGs already in flight then carry the queue
+// that the shrink is about to drain, and would shrink it again for the
+// same excess.
+func (p *pace) adjust(excess, allowed time.Duration, newly int64, slot paceSlot) {
+	switch {
+	case excess > allowed:
+		if slot.sent > p.shrunk {
+			p.window = max(p.chunk, p.window-p.window/4)
+			p.shrunk = p.sent
+		}
+	case newly > 0 && slot.limited:
+		grow := newly
+		if 2*excess > allowed {
+			grow = int64(float64(newly) * float64(2*(allowed-excess)) / float64(allowed))
+		}
+		p.window = min(p.window+grow, 1<<40)
 	}
 }
 

@@ -100,7 +100,7 @@ func ChunkSize(n int) Option {
 // relay that buffers, a small call waits for about two chunks of a large
 // one rather than for everything queued ahead of it. While small frames
 // share the stream with large messages, it allows less: four of the
-// shortest round trips, at least 500 µs (see channel.Config.QueueDelay).
+// shortest round trips, at least 450 µs (see channel.Config.QueueDelay).
 // It is a demux option too.
 func QueueDelay(d time.Duration) Option {
 	return func(c *core.Config) { c.Channel.QueueDelay = d }
