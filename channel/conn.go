@@ -168,6 +168,7 @@ type Conn struct {
 	guard      guard
 
 	wake       chan struct{} // a token means the queue may hold frames
+	ready      chan struct{} // closed once the peer's preface (and proof) has arrived
 	done       chan struct{} // closed when the Conn has failed or closed
 	writerDone chan struct{} // closed when the writer has exited
 	watchDone  chan struct{} // closed when the watchdog has exited, or at once without one
@@ -214,6 +215,7 @@ func New(rwc io.ReadWriteCloser, cfg Config) *Conn {
 		halfClose:  cfg.HalfClose,
 		accept:     cfg.Accept,
 		wake:       make(chan struct{}, 1),
+		ready:      make(chan struct{}),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		watchDone:  make(chan struct{}),
@@ -247,6 +249,15 @@ func (c *Conn) MaxFrameSize() int { return c.max }
 
 // Done is closed when the Conn has failed or been closed; Err then says why.
 func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Ready is closed once Serve has read the peer's preface and found it
+// good, and, with an AuthKey, once the handshake has succeeded: the peer
+// speaks this dialect, and the frames it sends from then on are read. With
+// a dialect that has no preface (msgpack-rpc), it is closed as soon as
+// Serve starts reading. A
+// Conn that fails first (a peer that speaks something else, hangs up or
+// fails the handshake) never closes it: wait for Done too.
+func (c *Conn) Ready() <-chan struct{} { return c.ready }
 
 // Err returns the first error the Conn met, ErrClosed after Close, or nil
 // while it is alive.
@@ -318,6 +329,9 @@ func (c *Conn) Serve(handle func(f *frame.Frame) error) error {
 		}
 	}
 	g.handshook.Store(true)
+	if err == nil {
+		close(c.ready)
+	}
 	r.SetTypeFilter(c.acceptType)
 	var f frame.Frame // reused: handle copies what it keeps
 	for err == nil {

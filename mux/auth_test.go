@@ -11,6 +11,8 @@ import (
 
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/internal/transport"
 	"github.com/muxrpc/muxrpc/mux"
 )
@@ -52,6 +54,7 @@ func TestAuthKey(t *testing.T) {
 				if c.works {
 					require.NoError(t, err)
 					assert.Equal(t, "hi you", got)
+					await(t, m.Ready(), "Ready was not closed after a call over an authenticated stream")
 					return
 				}
 				require.Error(t, err)
@@ -63,10 +66,58 @@ func TestAuthKey(t *testing.T) {
 					// key sends at once: to it, the request may have run.
 					assert.ErrorIs(t, err, mux.ErrNotSent, "no request left before authentication")
 				}
+				await(t, m.Done(), "the client's stream did not end")
+				if c.client != nil {
+					// A client without a key reads a good preface and
+					// asks for nothing more: to it, the peer was ready.
+					select {
+					case <-m.Ready():
+						t.Error("Ready was closed for a peer that failed the handshake")
+					default:
+					}
+				}
 				serr := await(t, served, "the server did not end the unauthenticated stream")
 				assert.True(t, errors.Is(serr, channel.ErrAuth), "the server names the failure: %v", serr)
 				assert.Zero(t, ran.Load(), "a handler ran for an unauthenticated peer")
 			})
 		}
 	}
+}
+
+// TestReadyWaitsForThePeersPreface checks that Ready is closed only once
+// the peer's preface has arrived and is good: not before, and never for a
+// peer that speaks something else.
+func TestReadyWaitsForThePeersPreface(t *testing.T) {
+	t.Run("muxrpc peer", func(t *testing.T) {
+		a, b, err := channel.Pipe()
+		require.NoError(t, err)
+		defer b.Close()
+		m := mux.New(a)
+		defer m.Close()
+		peer := rpctest.NewRaw(t, b)
+		require.NoError(t, peer.R.ReadPreface()) // the Mux is reading by now
+		select {
+		case <-m.Ready():
+			t.Fatal("Ready was closed before the peer's preface")
+		default:
+		}
+		peer.Preface()
+		await(t, m.Ready(), "Ready was not closed after the peer's preface")
+	})
+	t.Run("something else", func(t *testing.T) {
+		a, b, err := channel.Pipe()
+		require.NoError(t, err)
+		defer b.Close()
+		m := mux.New(a)
+		defer m.Close()
+		peer := rpctest.NewRaw(t, b)
+		peer.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+		await(t, m.Done(), "the Mux did not end on a peer that is no muxrpc peer")
+		assert.ErrorIs(t, m.Err(), frame.ErrBadPreface)
+		select {
+		case <-m.Ready():
+			t.Error("Ready was closed for a peer that is no muxrpc peer")
+		default:
+		}
+	})
 }

@@ -155,6 +155,17 @@ func (m *Mux) Err() error {
 	}
 }
 
+// Ready returns a channel that is closed once the peer's preface has
+// arrived and is good, and with AuthKey, once the handshake has succeeded:
+// the peer is known to speak muxrpc, in the dialect the Mux speaks. Calls
+// need not wait for it, since they queue until then; a client that keeps
+// several connections, such as package pool, waits for it before choosing
+// the connection, so that no call goes to a peer that turns out to be
+// something else. In the msgpack-rpc dialect, which has no preface, it is
+// closed as soon as the Mux starts reading. It is never closed if the
+// stream ends first: wait for Done too.
+func (m *Mux) Ready() <-chan struct{} { return m.conn.Channel().Ready() }
+
 // Refusing returns a channel that is closed once the Mux takes no new
 // calls: the peer sent GOAWAY (it is shutting down, and calls already sent
 // still get their replies), or the stream has ended. From then on Call,

@@ -18,6 +18,10 @@
 //
 // # Health and redial
 //
+// A connection is ready for calls once its peer's preface has arrived
+// (mux.Mux.Ready): a dial that reaches something other than a muxrpc
+// server, or one that never answers within the [DialTimeout], counts as a
+// failed dial, and no call is sent there.
 // A connection that ends (its server died or hung up, or it stopped
 // answering keepalive PINGs: keep mux.Keepalive on) or whose server sent
 // GOAWAY takes no new calls from that moment; its calls in flight finish

@@ -2,8 +2,11 @@ package pool
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/muxrpc/muxrpc/mux"
 )
 
 // setAsideAfter is how many failures in a row set an endpoint aside: only
@@ -62,6 +65,9 @@ func (ep *endpoint) run(slot int) {
 		p.stats.dials.Add(1)
 		ctx, cancel := context.WithTimeout(ep.ctx, p.cfg.dialTimeout)
 		m, err := p.cfg.dial(ctx, p.network, ep.addr)
+		if err == nil {
+			err = awaitReady(ctx, m)
+		}
 		cancel()
 		if err != nil {
 			if ep.ctx.Err() != nil {
@@ -95,6 +101,23 @@ func (ep *endpoint) run(slot int) {
 		}
 		p.log.Debug("muxrpc pool: connection lost or refusing calls; redialing", "addr", ep.addr, "err", m.Err())
 		delay = time.Duration(rand.Int64N(int64(p.cfg.backoffBase)))
+	}
+}
+
+// awaitReady waits until m's peer has sent a good preface (and passed the
+// handshake, with mux.AuthKey), so that no call goes to a peer that
+// speaks something else or never answers. It closes m if that fails or
+// ctx ends first.
+func awaitReady(ctx context.Context, m *mux.Mux) error {
+	select {
+	case <-m.Ready():
+		return nil
+	case <-m.Done():
+		m.Close()
+		return fmt.Errorf("pool: the connection ended before the peer's handshake: %w", m.Err())
+	case <-ctx.Done():
+		m.Close()
+		return fmt.Errorf("pool: no handshake from the peer: %w", ctx.Err())
 	}
 }
 

@@ -109,7 +109,8 @@ func MuxOptions(opts ...mux.Option) Option {
 
 // DialFunc makes the Pool connect with dial instead of mux.Dial: for a
 // transport of your own, a custom net.Dialer, or a Mux that serves too.
-// dial must return within ctx, whose deadline is the DialTimeout, and must
+// dial must return within ctx, whose deadline is the DialTimeout (the
+// Pool then waits, within the same deadline, for mux.Mux.Ready), and must
 // return a Mux that finds a dead peer by itself (mux.Keepalive), or the
 // Pool will not replace a connection to a server that vanished without a
 // word.
@@ -117,9 +118,11 @@ func DialFunc(dial func(ctx context.Context, network, addr string) (*mux.Mux, er
 	return func(c *config) { c.dial = dial }
 }
 
-// DialTimeout bounds each attempt to connect; zero or negative means
-// DefaultDialTimeout. A server whose packets are dropped makes each
-// attempt last this long.
+// DialTimeout bounds each attempt to connect, from the dial to the peer's
+// preface (and, with mux.AuthKey, the handshake): a connection becomes
+// ready for calls only once its peer is known to speak muxrpc. Zero or
+// negative means DefaultDialTimeout. A server whose packets are dropped,
+// or that accepts and never answers, makes each attempt last this long.
 func DialTimeout(d time.Duration) Option {
 	return func(c *config) { c.dialTimeout = d }
 }
