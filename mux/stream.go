@@ -271,6 +271,11 @@ func (s *Stream) CloseSend() error {
 	return s.m.ch.Send(s.ctx, &frame.Frame{Type: frame.TypeClose, Flags: s.flags, XID: s.call.xid})
 }
 
+// Done returns a channel that is closed once the call is over: the
+// handler has returned, or the call failed or was canceled. Items already
+// received may still be waiting for Recv.
+func (s *Stream) Done() <-chan struct{} { return s.call.done }
+
 // Close ends the stream: if the call is still going, it is canceled on
 // both ends (as canceling its context does), and the items not yet
 // received are dropped. It returns once the call has ended; it is safe to

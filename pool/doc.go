@@ -1,7 +1,8 @@
 // Package pool is a client of many muxrpc connections: a [Pool] keeps
 // ConnsPerEndpoint connections (each a mux.Mux) to every endpoint its
 // [Resolver] gives, and has the calling API of a mux.Mux ([Pool.Call],
-// [Pool.Go], [Pool.Notify], [Pool.Close], [Pool.Done], [Pool.Err]), so
+// [Pool.Go], [Pool.Stream], [Pool.Notify], [Pool.Close], [Pool.Done],
+// [Pool.Err]), so
 // that code written against a Mux moves to a Pool by changing its
 // constructor from mux.Dial to [Dial].
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 
@@ -22,6 +23,14 @@ func serve() (addr string, stop func()) {
 			sum += x
 		}
 		return sum, nil
+	}))
+	router.Handle("Count", demux.Func(func(ctx context.Context, n int) (string, error) {
+		for i := 1; i <= n; i++ {
+			if err := demux.Yield(ctx, i); err != nil {
+				return "", err
+			}
+		}
+		return "liftoff", nil
 	}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,6 +72,46 @@ func Example() {
 	// Output:
 	// sum: 6
 	// sum: 9 err: <nil>
+}
+
+// A streaming call goes to one connection of the Pool, which counts it as
+// a call in flight until it is over: its items, then its final result.
+func ExamplePool_Stream() {
+	addr, stop := serve()
+	defer stop()
+	ctx := context.Background()
+	p, err := pool.Dial(ctx, "tcp", pool.Static(addr))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	s, err := p.Stream(ctx, "Count", 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	for {
+		var n int
+		err := s.Recv(&n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(n)
+	}
+	var last string
+	if err := s.Reply(&last); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(last)
+	// Output:
+	// 1
+	// 2
+	// 3
+	// liftoff
 }
 
 // A call marked Idempotent is retried on another connection even when it

@@ -46,8 +46,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // server is a demux.Server on loopback TCP answering "who" with its name,
-// "work" as its work function decides (by default the name), and
-// counting the requests it takes.
+// "work" as its work function decides (by default the name), streaming
+// "count", and counting the requests it takes.
 type server struct {
 	name  string
 	addr  string
@@ -94,6 +94,22 @@ func startServerOn(t *testing.T, name string, started chan string, listen func()
 		}
 		if w := s.work.Load(); w != nil {
 			return (*w)(ctx)
+		}
+		return s.name, nil
+	}))
+	// "count" yields 0 to n-1, running the work function before every
+	// item but the first, and returns the server's name.
+	r.Handle("count", demux.Func(func(ctx context.Context, n int) (string, error) {
+		s.calls.Add(1)
+		for i := range n {
+			if w := s.work.Load(); w != nil && i > 0 {
+				if _, err := (*w)(ctx); err != nil {
+					return "", err
+				}
+			}
+			if err := demux.Yield(ctx, i); err != nil {
+				return "", err
+			}
 		}
 		return s.name, nil
 	}))

@@ -238,6 +238,54 @@ func (p *Pool) Go(ctx context.Context, method string, args, reply any) *Call {
 	return c
 }
 
+// Stream starts a streaming call, as mux.Mux.Stream does, over the least
+// loaded ready connection, and returns once its request is queued. A
+// stream that the connection refused before queueing it (after a GOAWAY,
+// or as the connection died) is started on another; once started, a
+// stream belongs to its connection and its server, and is never started
+// again: should the connection die, Recv returns the error (wrapping
+// mux.ErrClosed), even for an Idempotent ctx, since items may have been
+// received. The connection counts the stream as a call in flight until
+// it is over, so that a connection draining after a GOAWAY stays open for
+// it. After Close, Stream fails with an error wrapping ErrNotRun and
+// mux.ErrClosed, and streams in flight end with mux.ErrClosed.
+//
+// Each stream has a goroutine of the Pool's that waits for it to be over;
+// Close waits for it.
+func (p *Pool) Stream(ctx context.Context, method string, args any) (*mux.Stream, error) {
+	var failed *conn
+	for attempt := 1; ; attempt++ {
+		c, err := p.pick(ctx, failed, attempt)
+		if err != nil {
+			return nil, p.fail(method, attempt-1, false, err)
+		}
+		s, err := c.m.Stream(ctx, method, args)
+		if err == nil {
+			p.mu.Lock()
+			if p.closed {
+				p.mu.Unlock()
+				s.Close()
+				c.release()
+				return nil, p.fail(method, attempt, false, fmt.Errorf("pool: %w", mux.ErrClosed))
+			}
+			p.wg.Add(1)
+			p.mu.Unlock()
+			go func() {
+				defer p.wg.Done()
+				<-s.Done()
+				c.release()
+			}()
+			return s, nil
+		}
+		c.release()
+		if classify(ctx, err) != transparent || attempt >= p.cfg.maxAttempts {
+			return nil, p.fail(method, attempt, false, err)
+		}
+		p.stats.retries.Add(1)
+		failed = c
+	}
+}
+
 // Notify sends a one-way request, as mux.Mux.Notify does, over the least
 // loaded ready connection. A notification the connection refused before
 // queueing it (after a GOAWAY, or as it died) is sent on another; once
