@@ -67,7 +67,9 @@ func (c *conn) release() {
 // ConnsPerEndpoint times to each over the named network ("tcp", "unix"
 // and the rest, as for mux.Dial), and returns once one connection is ready.
 // ctx bounds that first wait only. If r fails, or every endpoint fails to
-// connect before any is ready, Dial fails with the last error.
+// connect before any is ready, Dial fails with the last error, unless ctx
+// was made by WaitForReady: then Dial waits for a connection, redialing
+// on the Backoff schedule, until ctx ends.
 //
 // The Pool keeps connecting in the background from then on: it redials
 // every connection that ends, and follows the endpoints r gives.
@@ -107,7 +109,7 @@ func Dial(ctx context.Context, network string, r Resolver, opts ...Option) (*Poo
 		if n > 0 {
 			return p, nil
 		}
-		if !connecting {
+		if !connecting && !waitsForReady(ctx) {
 			p.Close()
 			return nil, fmt.Errorf("pool: dial: no endpoint could be reached: %w", lastErr)
 		}
@@ -115,6 +117,9 @@ func Dial(ctx context.Context, network string, r Resolver, opts ...Option) (*Poo
 		case <-changed:
 		case <-ctx.Done():
 			p.Close()
+			if lastErr != nil {
+				return nil, fmt.Errorf("pool: dial: %w (last failure: %w)", ctx.Err(), lastErr)
+			}
 			return nil, fmt.Errorf("pool: dial: %w", ctx.Err())
 		}
 	}
@@ -133,7 +138,9 @@ func Dial(ctx context.Context, network string, r Resolver, opts ...Option) (*Poo
 // holds when connections failed, errors.Is(err, ctx.Err()) when ctx ended.
 // After Close, calls fail with an error wrapping ErrNotRun and
 // mux.ErrClosed. With no connection ready, Call waits while one is being
-// made, and fails at once with ErrUnavailable when none is.
+// made, and fails at once with ErrUnavailable when none is (every
+// endpoint failed its last dial), unless ctx was made by WaitForReady:
+// then it waits for a connection while ctx lasts.
 //
 // args must not change while Call runs; reply is written only by the
 // attempt that gets the answer.
@@ -343,7 +350,7 @@ func (p *Pool) pick(ctx context.Context, failed *conn, attempt int) (*conn, erro
 			return nil, fmt.Errorf("pool: %w", mux.ErrClosed)
 		case n > 0:
 			continue
-		case !connecting:
+		case !connecting && !waitsForReady(ctx):
 			if lastErr != nil {
 				return nil, fmt.Errorf("%w: %w", ErrUnavailable, lastErr)
 			}
@@ -352,6 +359,9 @@ func (p *Pool) pick(ctx context.Context, failed *conn, attempt int) (*conn, erro
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			if lastErr != nil && !connecting {
+				return nil, fmt.Errorf("pool: waiting for a connection: %w (%w: %w)", ctx.Err(), ErrUnavailable, lastErr)
+			}
 			return nil, fmt.Errorf("pool: waiting for a connection: %w", ctx.Err())
 		}
 	}

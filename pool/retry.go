@@ -76,6 +76,25 @@ func isIdempotent(ctx context.Context) bool {
 	return v
 }
 
+type waitForReadyKey struct{}
+
+// WaitForReady returns a context that makes the calls made with it (and
+// with contexts derived from it) wait for a ready connection while the
+// context lasts, even when every endpoint is failing and being redialed
+// on its backoff schedule, instead of failing at once with
+// ErrUnavailable; as gRPC's WaitForReady does. Given to Dial, it makes
+// Dial wait in the same way for the first connection. Use it where a
+// server that is down for a while (a deploy, a restart) is better waited
+// for than reported; the context's deadline bounds the wait.
+func WaitForReady(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitForReadyKey{}, true)
+}
+
+func waitsForReady(ctx context.Context) bool {
+	v, _ := ctx.Value(waitForReadyKey{}).(bool)
+	return v
+}
+
 // outcome is what one attempt tells about a call.
 type outcome uint8
 
