@@ -42,3 +42,36 @@ func TestCallAllocatesNoMoreThanMux(t *testing.T) {
 		t.Errorf("a call through a Pool allocates %.1f times, through a Mux %.1f", viaPool, viaMux)
 	}
 }
+
+// TestGoAllocatesLittleMoreThanMux pins Pool.Go: it allocates what
+// mux.Mux.GoFunc does (one more than mux.Mux.Go, whose Calls are pooled)
+// and its own Call, channel and callback, and starts no goroutine.
+func TestGoAllocatesLittleMoreThanMux(t *testing.T) {
+	s := startServer(t, "a")
+	p := dialPool(t, []*server{s})
+	m, err := mux.Dial(context.Background(), "tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	var who string
+	viaMux := testing.AllocsPerRun(200, func() {
+		c := m.Go(ctx, "work", 1, &who)
+		<-c.Done()
+		if err := c.Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	viaPool := testing.AllocsPerRun(200, func() {
+		c := p.Go(ctx, "work", 1, &who)
+		<-c.Done()
+		if err := c.Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("allocations per Go: %.1f through a Mux, %.1f through a Pool", viaMux, viaPool)
+	if viaPool > viaMux+4.5 {
+		t.Errorf("Go through a Pool allocates %.1f times, through a Mux %.1f", viaPool, viaMux)
+	}
+}

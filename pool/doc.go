@@ -61,6 +61,17 @@
 //
 // A Pool runs, for each connection slot, one goroutine that dials and
 // watches the connection, one more while a connection drains, one that
-// asks the Resolver, and one for each call started by Go; Close stops and
-// waits for them all.
+// asks the Resolver, one for each stream in flight, and one for each call
+// started by Go that must wait (for a connection, or before another
+// attempt); a call of Go sent at once over a ready connection has none.
+// Close stops and waits for them all.
+//
+// # Waiting for a server
+//
+// A connection becomes ready once its peer's preface has arrived
+// (mux.Mux.Ready), so a dial that reaches something other than a muxrpc
+// server fails. While no connection is ready and none is being made (every
+// endpoint failed its last dial), calls fail at once with ErrUnavailable,
+// unless their context was made by [WaitForReady]: they then wait for a
+// connection while the context lasts.
 package pool

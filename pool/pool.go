@@ -44,6 +44,7 @@ type Pool struct {
 
 	stats struct {
 		dials, dialFailures, retries, maybeRan, notRun atomic.Uint64
+		goWaits                                        atomic.Uint64 // calls of Go that took a goroutine
 	}
 }
 
@@ -145,41 +146,58 @@ func Dial(ctx context.Context, network string, r Resolver, opts ...Option) (*Poo
 // args must not change while Call runs; reply is written only by the
 // attempt that gets the answer.
 func (p *Pool) Call(ctx context.Context, method string, args, reply any) error {
-	var failed *conn
-	mayHaveRun := false
-	for attempt := 1; ; attempt++ {
+	return p.attempts(ctx, method, args, reply, 1, nil, false)
+}
+
+// attempts makes the attempts of a call from the attempt-th on, after one
+// on failed, if not nil, where mayHaveRun says whether an earlier attempt
+// may have run, and returns the call's outcome as Call does.
+func (p *Pool) attempts(ctx context.Context, method string, args, reply any, attempt int, failed *conn, mayHaveRun bool) error {
+	for ; ; attempt++ {
 		c, err := p.pick(ctx, failed, attempt)
 		if err != nil {
 			return p.fail(method, attempt-1, mayHaveRun, err)
 		}
 		err = c.m.Call(ctx, method, args, reply)
 		c.release()
-		if err == nil {
-			p.budget.success()
-			return nil
-		}
-		o := classify(ctx, err)
-		switch o {
-		case answered:
-			p.budget.success()
+		var again bool
+		if again, mayHaveRun, err = p.settle(ctx, method, attempt, mayHaveRun, err); !again {
 			return err
-		case notRunFinal:
-			return p.fail(method, attempt, mayHaveRun, err)
-		case canceled:
-			return p.fail(method, attempt, true, err)
-		case maybeRan:
-			mayHaveRun = true
-			if !isIdempotent(ctx) {
-				return p.fail(method, attempt, true, err)
-			}
 		}
-		// Every failed attempt is counted in the budget, the last too.
-		if ctx.Err() != nil || !p.retryAllowed(o) || attempt >= p.cfg.maxAttempts {
-			return p.fail(method, attempt, mayHaveRun, err)
-		}
-		p.stats.retries.Add(1)
 		failed = c
 	}
+}
+
+// settle takes the outcome err of a call's attempt-th attempt, made with
+// ctx, where mayHaveRun says whether an earlier attempt may have run. It
+// reports whether to make another attempt; if not, it returns the call's
+// outcome as Call does.
+func (p *Pool) settle(ctx context.Context, method string, attempt int, mayHaveRun bool, err error) (again, mayHaveRunNow bool, result error) {
+	if err == nil {
+		p.budget.success()
+		return false, mayHaveRun, nil
+	}
+	o := classify(ctx, err)
+	switch o {
+	case answered:
+		p.budget.success()
+		return false, mayHaveRun, err
+	case notRunFinal:
+		return false, mayHaveRun, p.fail(method, attempt, mayHaveRun, err)
+	case canceled:
+		return false, true, p.fail(method, attempt, true, err)
+	case maybeRan:
+		mayHaveRun = true
+		if !isIdempotent(ctx) {
+			return false, true, p.fail(method, attempt, true, err)
+		}
+	}
+	// Every failed attempt is counted in the budget, the last too.
+	if ctx.Err() != nil || !p.retryAllowed(o) || attempt >= p.cfg.maxAttempts {
+		return false, mayHaveRun, p.fail(method, attempt, mayHaveRun, err)
+	}
+	p.stats.retries.Add(1)
+	return true, mayHaveRun, nil
 }
 
 // retryAllowed takes a failed attempt that could be retried, of the given
@@ -210,6 +228,17 @@ func (p *Pool) fail(method string, attempts int, mayHaveRun bool, err error) err
 // Call is a call started by Pool.Go. Its methods are safe for concurrent
 // use; the zero Call is not usable.
 type Call struct {
+	p      *Pool
+	ctx    context.Context
+	method string
+	args   any
+	reply  any
+
+	conn       *conn // the connection of the attempt in flight
+	attempt    int
+	mayHaveRun bool
+	then       func(*mux.Call) // c.finished, made once
+
 	done chan struct{}
 	err  error
 }
@@ -223,26 +252,99 @@ func (c *Call) Err() error { return c.err }
 
 // Go starts a call like Call and returns at once. The returned Call's Done
 // channel is closed when the call finishes; then Err reports how it ended,
-// and reply holds the result if Err is nil. Unlike mux.Mux.Go, which needs
-// no goroutine, the call runs on a goroutine of its own, which may retry
-// it; it exits when the call finishes, and Close waits for it.
+// and reply holds the result if Err is nil.
+//
+// As with mux.Mux.Go, no goroutine waits for the call while a connection
+// is ready: its first attempt is sent at once, and its outcome taken
+// where the Mux reports it. Only a call that must wait (for a connection,
+// or before another attempt) gets a goroutine, which makes the remaining
+// attempts as Call does; Close waits for it.
 func (p *Pool) Go(ctx context.Context, method string, args, reply any) *Call {
-	c := &Call{done: make(chan struct{})}
+	c := &Call{p: p, ctx: ctx, method: method, args: args, reply: reply, done: make(chan struct{})}
+	c.then = c.finished
+	if p.isClosed() {
+		c.end(p.fail(method, 0, false, fmt.Errorf("pool: %w", mux.ErrClosed)))
+		return c
+	}
+	c.attempt = 1
+	if conn := p.ready1(); conn != nil {
+		c.conn = conn
+		conn.m.GoFunc(ctx, method, args, reply, c.then)
+		return c
+	}
+	c.wait(nil)
+	return c
+}
+
+// isClosed reports whether Close has been called.
+func (p *Pool) isClosed() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait makes the call's remaining attempts, from c.attempt on, after one
+// on failed if not nil, on a goroutine that waits as Call does.
+func (c *Call) wait(failed *conn) {
+	p := c.p
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		c.err = p.fail(method, 0, false, fmt.Errorf("pool: %w", mux.ErrClosed))
-		close(c.done)
-		return c
+		c.end(p.fail(c.method, c.attempt-1, c.mayHaveRun, fmt.Errorf("pool: %w", mux.ErrClosed)))
+		return
 	}
 	p.wg.Add(1)
 	p.mu.Unlock()
+	p.stats.goWaits.Add(1)
 	go func() {
 		defer p.wg.Done()
-		c.err = p.Call(ctx, method, args, reply)
-		close(c.done)
+		c.end(p.attempts(c.ctx, c.method, c.args, c.reply, c.attempt, failed, c.mayHaveRun))
 	}()
-	return c
+}
+
+// finished takes the outcome of the attempt in flight. It runs where the
+// Mux reports it (see mux.Mux.GoFunc) and must not block: another
+// attempt, which may wait for room in a connection's send queue, goes to
+// a goroutine.
+func (c *Call) finished(mc *mux.Call) {
+	conn := c.conn
+	c.conn = nil
+	conn.release()
+	again, mayHaveRun, err := c.p.settle(c.ctx, c.method, c.attempt, c.mayHaveRun, mc.Err())
+	c.mayHaveRun = mayHaveRun
+	if !again {
+		c.end(err)
+		return
+	}
+	c.attempt++
+	c.wait(conn)
+}
+
+// end finishes the call with err.
+func (c *Call) end(err error) {
+	c.err = err
+	c.args, c.reply = nil, nil
+	close(c.done)
+}
+
+// ready1 returns a ready connection with one more call counted in flight
+// on it, or nil if none is ready now; it never waits.
+func (p *Pool) ready1() *conn {
+	for range 3 {
+		c := choose(*p.ready.Load(), nil)
+		if c == nil {
+			return nil
+		}
+		c.inFlight.Add(1)
+		if !c.draining.Load() {
+			return c
+		}
+		c.release() // it left the ready set, which now lacks it
+	}
+	return nil
 }
 
 // Stream starts a streaming call, as mux.Mux.Stream does, over the least
