@@ -19,10 +19,6 @@
 //
 // # Health and redial
 //
-// A connection is ready for calls once its peer's preface has arrived
-// (mux.Mux.Ready): a dial that reaches something other than a muxrpc
-// server, or one that never answers within the [DialTimeout], counts as a
-// failed dial, and no call is sent there.
 // A connection that ends (its server died or hung up, or it stopped
 // answering keepalive PINGs: keep mux.Keepalive on) or whose server sent
 // GOAWAY takes no new calls from that moment; its calls in flight finish
@@ -69,8 +65,9 @@
 // # Waiting for a server
 //
 // A connection becomes ready once its peer's preface has arrived
-// (mux.Mux.Ready), so a dial that reaches something other than a muxrpc
-// server fails. While no connection is ready and none is being made (every
+// (mux.Mux.Ready): a dial that reaches something other than a muxrpc
+// server, or one that does not answer within the [DialTimeout], fails, and
+// no call is sent there. While no connection is ready and none is being made (every
 // endpoint failed its last dial), calls fail at once with ErrUnavailable,
 // unless their context was made by [WaitForReady]: they then wait for a
 // connection while the context lasts.
