@@ -10,18 +10,26 @@ import (
 	"testing"
 
 	"github.com/muxrpc/muxrpc/mux"
+	"github.com/muxrpc/muxrpc/pool"
 )
 
-// TestCallAllocatesNoMoreThanMux pins the Pool's hot path: a call through
-// a Pool allocates what the same call through a Mux does, and nothing more.
-func TestCallAllocatesNoMoreThanMux(t *testing.T) {
+// poolAndMux returns a Pool and a Mux, each over its own connection to
+// one server, both closed at cleanup.
+func poolAndMux(t *testing.T) (*pool.Pool, *mux.Mux) {
 	s := startServer(t, "a")
 	p := dialPool(t, []*server{s})
 	m, err := mux.Dial(context.Background(), "tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return p, m
+}
+
+// TestCallAllocatesNoMoreThanMux pins the Pool's hot path: a call through
+// a Pool allocates what the same call through a Mux does, and nothing more.
+func TestCallAllocatesNoMoreThanMux(t *testing.T) {
+	p, m := poolAndMux(t)
 	ctx := context.Background()
 	var who string
 	call := func(c interface {
@@ -47,28 +55,22 @@ func TestCallAllocatesNoMoreThanMux(t *testing.T) {
 // mux.Mux.GoFunc does (one more than mux.Mux.Go, whose Calls are pooled)
 // and its own Call, channel and callback, and starts no goroutine.
 func TestGoAllocatesLittleMoreThanMux(t *testing.T) {
-	s := startServer(t, "a")
-	p := dialPool(t, []*server{s})
-	m, err := mux.Dial(context.Background(), "tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	p, m := poolAndMux(t)
 	ctx := context.Background()
 	var who string
-	viaMux := testing.AllocsPerRun(200, func() {
-		c := m.Go(ctx, "work", 1, &who)
-		<-c.Done()
-		if err := c.Err(); err != nil {
+	wait := func(done <-chan struct{}, err func() error) {
+		<-done
+		if err := err(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	viaMux := testing.AllocsPerRun(200, func() {
+		c := m.Go(ctx, "work", 1, &who)
+		wait(c.Done(), c.Err)
 	})
 	viaPool := testing.AllocsPerRun(200, func() {
 		c := p.Go(ctx, "work", 1, &who)
-		<-c.Done()
-		if err := c.Err(); err != nil {
-			t.Fatal(err)
-		}
+		wait(c.Done(), c.Err)
 	})
 	t.Logf("allocations per Go: %.1f through a Mux, %.1f through a Pool", viaMux, viaPool)
 	if viaPool > viaMux+4.5 {
