@@ -40,8 +40,8 @@ import (
 
 	"github.com/muxrpc/muxrpc/bench/harness"
 	"github.com/muxrpc/muxrpc/bench/systems"
-	"github.com/muxrpc/muxrpc/bench/toxiproxy"
 	"github.com/muxrpc/muxrpc/bench/transport"
+	"github.com/muxrpc/muxrpc/internal/toxiproxy"
 )
 
 func main() {
@@ -239,9 +239,13 @@ func runHOL(cfg config) map[string][]harness.HOLResult {
 }
 
 func runLink(cfg config) (map[string][]harness.LinkResult, error) {
-	srv, err := toxiproxy.Start(cfg.toxiproxy)
+	if _, err := os.Stat(cfg.toxiproxy); err != nil {
+		return nil, fmt.Errorf("no toxiproxy server at %s (run `make toxiproxy` at the repository root): %w", cfg.toxiproxy, err)
+	}
+	var toxiLog bytes.Buffer
+	srv, err := toxiproxy.Start(cfg.toxiproxy, &toxiLog)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; its log:\n%s", err, &toxiLog)
 	}
 	defer srv.Stop()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -253,7 +257,7 @@ func runLink(cfg config) (map[string][]harness.LinkResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := proxy.AddBandwidth("slow", toxiproxy.Upstream, cfg.linkRate); err != nil {
+	if err := proxy.AddToxic("slow", "bandwidth", toxiproxy.Upstream, toxiproxy.Attrs{"rate": cfg.linkRate}); err != nil {
 		return nil, err
 	}
 	connect := func() (net.Conn, net.Conn, error) {
