@@ -16,11 +16,13 @@ import (
 // the connecting only: once Dial has returned, ending ctx does not affect
 // the Mux. The Mux owns the connection; Close closes it.
 //
-// Keepalive is on (DefaultKeepaliveInterval, DefaultKeepaliveTimeout)
-// unless opts say otherwise, and a TCP connection gets TCP_USER_TIMEOUT
-// set to DefaultKeepaliveInterval + DefaultKeepaliveTimeout where the
-// system has it, so that writes to a peer that vanished fail in that time
-// rather than after the system's retransmission timeout (about 15 min).
+// Keepalive is on (DefaultKeepaliveInterval, DefaultKeepaliveTimeout), and
+// the peer's preface must arrive within DefaultHandshakeTimeout (see
+// HandshakeTimeout), unless opts say otherwise. A TCP connection gets
+// TCP_USER_TIMEOUT set to DefaultKeepaliveInterval +
+// DefaultKeepaliveTimeout where the system has it, so that writes to a
+// peer that vanished fail in that time rather than after the system's
+// retransmission timeout (about 15 min).
 //
 // A failure to connect is returned with the address named; if ctx ended
 // first, errors.Is(err, ctx.Err()) holds.
@@ -31,7 +33,7 @@ func Dial(ctx context.Context, network, address string, opts ...Option) (*Mux, e
 		return nil, fmt.Errorf("mux: dial %q: %w", address, err)
 	}
 	sockopt.SetUserTimeout(conn, DefaultKeepaliveInterval+DefaultKeepaliveTimeout)
-	opts = withDefaults(opts)
+	opts = withDefaults(append([]Option{HandshakeTimeout(DefaultHandshakeTimeout)}, opts...))
 	if cfg := core.NewConfig(opts); cfg.TLS != nil {
 		tlsCfg := cfg.TLS
 		if tlsCfg.ServerName == "" { // as tls.Dial does: the name dialed

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/frame"
 	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/internal/transport"
@@ -110,6 +111,34 @@ func TestWrongPeerFailsCalls(t *testing.T) {
 		assert.ErrorIs(t, err, frame.ErrBadPreface)
 		assert.Contains(t, err.Error(), "looks like HTTP")
 	})
+}
+
+// TestSilentPeerFailsCallsAfterTheHandshakeTimeout dials a peer that
+// accepts and never says a word: with HandshakeTimeout the stream ends
+// when it passes, failing the call waiting, though keepalive, which
+// needs the peer's preface first, would never notice.
+func TestSilentPeerFailsCallsAfterTheHandshakeTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.HandshakeTimeout(50*time.Millisecond))
+	require.NoError(t, err)
+	defer m.Close()
+	silent := await(t, accepted, "the listener did not accept the Mux's connection")
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	err = m.Call(ctx, "x", nil, nil)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, mux.ErrClosed)
+	assert.ErrorIs(t, err, channel.ErrTimeout)
+	assert.NoError(t, ctx.Err(), "the call ended with the stream, not with its context")
 }
 
 func TestLateAndUnknownRepliesAreDropped(t *testing.T) {

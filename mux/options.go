@@ -64,6 +64,25 @@ const (
 	DefaultKeepaliveTimeout  = 10 * time.Second
 )
 
+// DefaultHandshakeTimeout is the HandshakeTimeout that Dial uses unless
+// told otherwise.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// HandshakeTimeout bounds the time from the start of the Mux until the
+// peer's preface (and its proof, with AuthKey) has fully arrived: a peer
+// that accepts the connection and says nothing, or half a preface, ends
+// the stream when it passes, and every call waiting fails with an error
+// for which errors.Is(err, ErrClosed) and errors.Is(err,
+// channel.ErrTimeout) hold. Keepalive does not cover that time, since a
+// peer that has not sent its preface is not known to answer PINGs. Zero
+// or negative means no bound. Dial applies
+// HandshakeTimeout(DefaultHandshakeTimeout) before the options it is
+// given; New and Start leave it unbounded, as a child process may take a
+// while to start.
+func HandshakeTimeout(d time.Duration) Option {
+	return func(c *core.Config) { c.Channel.HandshakeTimeout = d }
+}
+
 // AuthKey makes the Mux prove to its peer, and require the peer to prove,
 // that both hold key, right after the prefaces and before any call leaves
 // (a mutual HMAC-SHA256 challenge, PROTOCOL.md). If the peer holds another
