@@ -22,14 +22,14 @@ func TestRequestContextCancel(t *testing.T) {
 	default:
 	}
 	c.cancel(canceled)
-	<-done
+	receive(t, done, "cancel closed Done")
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 	c.cancel(expired) // the first reason stays
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 
 	late := newReqContext(nil, false, 0)
 	late.cancel(canceled)
-	<-late.Done() // asked for only after the end: already closed
+	receive(t, late.Done(), "Done asked for after the end was closed") // already closed
 }
 
 func TestRequestContextDeadline(t *testing.T) {
@@ -43,10 +43,10 @@ func TestRequestContextDeadline(t *testing.T) {
 
 	expired := newReqContext(nil, true, -time.Second)
 	assert.ErrorIs(t, expired.Err(), context.DeadlineExceeded)
-	<-expired.Done()
+	receive(t, expired.Done(), "the past deadline closed Done")
 
 	soon := newReqContext(nil, true, time.Millisecond)
-	<-soon.Done()
+	receive(t, soon.Done(), "the deadline closed Done")
 	assert.ErrorIs(t, soon.Err(), context.DeadlineExceeded)
 }
 
@@ -62,9 +62,9 @@ func TestRequestContextDerived(t *testing.T) {
 	require.True(t, unused())
 
 	c.cancel(canceled)
-	<-child.Done()
-	<-timed.Done()
-	<-ran
+	receive(t, child.Done(), "the cancel ended the derived context")
+	receive(t, timed.Done(), "the cancel ended the derived timeout context")
+	receive(t, ran, "the cancel ran the AfterFunc")
 	assert.ErrorIs(t, child.Err(), context.Canceled)
 	assert.ErrorIs(t, timed.Err(), context.Canceled)
 	assert.False(t, stop(), "already run")
@@ -72,5 +72,5 @@ func TestRequestContextDerived(t *testing.T) {
 	// Deriving from an ended context ends the child at once.
 	again, cancelAgain := context.WithCancel(c)
 	defer cancelAgain()
-	<-again.Done()
+	receive(t, again.Done(), "the context derived from the ended one ended")
 }

@@ -40,6 +40,15 @@ func serve(t *testing.T, kind transport.Kind, h demux.Handler, opts ...demux.Opt
 	return rpctest.NewRaw(t, c), d, done
 }
 
+// waitServe waits for p's Serve to return and returns its error, failing
+// the test if it does not return within the bound.
+func waitServe(t *testing.T, p *rpctest.Pair) error {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- p.Wait() }()
+	return recv(t, served, "Serve's return")
+}
+
 func echo() *demux.Router {
 	r := demux.NewRouter()
 	r.Handle("echo", demux.Func(func(_ context.Context, s string) (string, error) { return s, nil }))
@@ -67,7 +76,7 @@ func TestServeRejectsPeersThatAreNotMuxrpc(t *testing.T) {
 				if c.name == "short" {
 					peer.HangUp()
 				}
-				err := <-done
+				err := recv(t, done, "Serve's return")
 				require.ErrorIs(t, err, c.is)
 				assert.Contains(t, err.Error(), c.says)
 			})
@@ -82,7 +91,7 @@ func TestServeSendsItsPreface(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, frame.Preface[:], got)
 	require.NoError(t, d.Close())
-	require.NoError(t, <-done)
+	require.NoError(t, recv(t, done, "Serve's return"))
 }
 
 func TestProtocolViolationsEndTheStream(t *testing.T) {
@@ -110,7 +119,7 @@ func TestProtocolViolationsEndTheStream(t *testing.T) {
 				peer, _, done := serve(t, kind, echo())
 				peer.Preface()
 				c.send(peer)
-				require.ErrorIs(t, <-done, c.is)
+				require.ErrorIs(t, recv(t, done, "Serve's return"), c.is)
 			})
 		})
 	}
@@ -121,9 +130,9 @@ func TestDuplicateXIDIsAViolation(t *testing.T) {
 	peer, _, done := serve(t, transport.Pipe, b)
 	peer.Preface()
 	peer.Send(rpctest.Request(5, "park", nil))
-	<-b.Started
+	recv(t, b.Started, "the first request's start")
 	peer.Send(rpctest.Request(5, "park", nil))
-	err := <-done
+	err := recv(t, done, "Serve's return")
 	require.ErrorIs(t, err, frame.ErrMalformed)
 	assert.Contains(t, err.Error(), "xid 5")
 }
@@ -210,11 +219,11 @@ func TestMaxInFlightStopsReading(t *testing.T) {
 		go func() { results <- p.Mux.Call(context.Background(), "x", nil, nil) }()
 	}
 	for range limit {
-		<-started
+		recv(t, started, "a handler's start")
 	}
 	close(gate)
 	for range calls {
-		require.NoError(t, <-results)
+		require.NoError(t, recv(t, results, "a call's end"))
 	}
 	assert.Equal(t, int32(limit), peak.Load())
 }
@@ -231,12 +240,12 @@ func TestStreamEndCancelsHandlers(t *testing.T) {
 		})
 		p := rpctest.Start(t, kind, h, nil)
 		call := p.Mux.Go(context.Background(), "x", nil, nil)
-		<-started
+		recv(t, started, "the handler's start")
 		require.NoError(t, p.Mux.Close())
-		<-call.Done()
+		recv(t, call.Done(), "the call's end")
 		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
-		assert.ErrorIs(t, <-seen, context.Canceled)
-		assert.True(t, rpctest.IsHangUp(p.Wait()), "Serve reports the client's hang-up")
+		assert.ErrorIs(t, recv(t, seen, "the handler's context ending"), context.Canceled)
+		assert.True(t, rpctest.IsHangUp(waitServe(t, p)), "Serve reports the client's hang-up")
 	})
 }
 
@@ -264,7 +273,7 @@ func TestLifecycleEdges(t *testing.T) {
 		var s string
 		require.NoError(t, p.Mux.Call(context.Background(), "echo", "x", &s))
 		require.NoError(t, p.DeMux.Shutdown(context.Background()))
-		require.NoError(t, p.Wait())
+		require.NoError(t, waitServe(t, p))
 		require.NoError(t, p.DeMux.Shutdown(context.Background()), "twice is fine")
 		err := p.Mux.Call(context.Background(), "echo", "x", &s)
 		assert.ErrorIs(t, err, mux.ErrClosed)
@@ -331,7 +340,7 @@ func TestPeerFromContext(t *testing.T) {
 
 	tcp := rpctest.Start(t, transport.TCP, h, nil)
 	require.NoError(t, tcp.Mux.Call(context.Background(), "who", nil, nil))
-	p := <-peers
+	p := recv(t, peers, "the handler's report of its peer")
 	require.IsType(t, &net.TCPAddr{}, p.RemoteAddr)
 	assert.True(t, p.RemoteAddr.(*net.TCPAddr).IP.IsLoopback())
 	assert.NotNil(t, p.LocalAddr)
@@ -339,7 +348,7 @@ func TestPeerFromContext(t *testing.T) {
 
 	pipe := rpctest.Start(t, transport.Pipe, h, nil)
 	require.NoError(t, pipe.Mux.Call(context.Background(), "who", nil, nil))
-	p = <-peers
+	p = recv(t, peers, "the handler's report of its peer")
 	assert.Nil(t, p.RemoteAddr, "OS pipes have no address")
 }
 
@@ -371,8 +380,8 @@ func TestHandlerContextEndsWhenHandlerReturns(t *testing.T) {
 	})
 	p := rpctest.Start(t, transport.Pipe, h, nil)
 	require.NoError(t, p.Mux.Call(context.Background(), "x", nil, nil))
-	ctx := <-kept
-	<-ctx.Done()
+	ctx := recv(t, kept, "the handler's report of its context")
+	recv(t, ctx.Done(), "the handler's context ending")
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
 }
 
@@ -427,7 +436,7 @@ func TestRequestBytesEchoesWithoutCopying(t *testing.T) {
 			}()
 		}
 		for range 64 {
-			require.NoError(t, <-errs)
+			require.NoError(t, recv(t, errs, "a caller's end"))
 		}
 
 		var s string
@@ -498,10 +507,10 @@ func TestNotifyReachesATypedHandler(t *testing.T) {
 	}))
 	p := rpctest.Start(t, transport.Pipe, router, nil)
 	require.NoError(t, p.Mux.Notify(t.Context(), "note", "hello"))
-	assert.Equal(t, "hello", <-got)
+	assert.Equal(t, "hello", recv(t, got, "the notification's arrival"))
 	var n string
 	require.NoError(t, p.Mux.Call(t.Context(), "note", "call", &n), "no stray reply got in the way")
-	assert.Equal(t, "call", <-got)
+	assert.Equal(t, "call", recv(t, got, "the call's arrival"))
 	assert.Equal(t, "dropped: a notification gets no reply", n)
 }
 
@@ -564,7 +573,7 @@ func TestHangUpIsSeenPastMaxInFlight(t *testing.T) {
 					started = limit
 				}
 				for range started {
-					<-b.Started
+					recv(t, b.Started, "a request's start")
 				}
 				require.NoError(t, p.Mux.Close())
 				served := make(chan error, 1)
@@ -577,7 +586,7 @@ func TestHangUpIsSeenPastMaxInFlight(t *testing.T) {
 				}
 				assert.Len(t, b.Started, 0, "a held or queued request ran after the hang-up")
 				for _, c := range pending {
-					<-c.Done()
+					recv(t, c.Done(), "a pending call's end")
 					assert.ErrorIs(t, c.Err(), mux.ErrClosed)
 				}
 			})

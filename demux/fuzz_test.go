@@ -75,9 +75,9 @@ func serveStream(t *testing.T, opts []demux.Option, data []byte) {
 	fromClient.Write(data)
 	fromClient.Close()
 	close(sent)
-	<-served // EOF, or the first violation, ends it
+	recv(t, served, "Serve's return") // EOF, or the first violation, ends it
 	d.Close()
-	<-drained
+	recv(t, drained, "the end of the server's replies")
 	toClient.Close()
 }
 

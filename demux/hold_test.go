@@ -31,7 +31,7 @@ func TestPastMaxHeldRequestsAreRefusedAsOverloaded(t *testing.T) {
 	defer func() {
 		m.Close()
 		d.Close()
-		<-served
+		receive(t, served, "Serve returned after Close")
 	}()
 	big := bytes.Repeat([]byte{7}, maxHeld*3/5)
 	first := m.Go(t.Context(), "first", []byte("x"), new([]byte))
@@ -49,7 +49,7 @@ func TestPastMaxHeldRequestsAreRefusedAsOverloaded(t *testing.T) {
 
 	close(gate)
 	for _, c := range []*mux.Call{first, held} {
-		<-c.Done()
+		receive(t, c.Done(), "a call finished once the gate opened")
 		require.NoError(t, c.Err())
 	}
 	d.s.mu.Lock()

@@ -94,7 +94,9 @@ func TestKeyedRequestsRunOneAtATimeInArrivalOrder(t *testing.T) {
 					}
 				}()
 			}
-			wg.Wait()
+			sent := make(chan struct{})
+			go func() { wg.Wait(); close(sent) }()
+			receive(t, sent, "every key's requests were sent")
 			for i := range keys * perKey {
 				receive(t, done, fmt.Sprintf("request %d of %d ran", i+1, keys*perKey))
 			}

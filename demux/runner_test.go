@@ -60,7 +60,7 @@ func TestRunnersAreReusedThenReaped(t *testing.T) {
 	m := mux.New(client)
 	defer func() {
 		require.NoError(t, d.Close())
-		require.NoError(t, <-served)
+		require.NoError(t, receive(t, served, "Serve returned after Close"))
 		m.Close()
 		assert.Zero(t, runnerGoroutines(), "runners left after Serve returned")
 	}()
@@ -106,7 +106,7 @@ func TestWorkersAreAPolicyOfTheOneQueue(t *testing.T) {
 	m := mux.New(client)
 	defer func() {
 		require.NoError(t, d.Close())
-		require.NoError(t, <-served)
+		require.NoError(t, receive(t, served, "Serve returned after Close"))
 		m.Close()
 	}()
 	calls := make([]*mux.Call, 6)
@@ -129,12 +129,12 @@ func TestWorkersAreAPolicyOfTheOneQueue(t *testing.T) {
 	assert.Equal(t, 2, runnerGoroutines(), "Workers(2) started a third runner")
 	close(gate)
 	for _, c := range calls {
-		<-c.Done()
+		receive(t, c.Done(), "a call finished once the gate opened")
 		require.NoError(t, c.Err())
 	}
 	var rest []int
 	for range 4 {
-		rest = append(rest, <-order)
+		rest = append(rest, receive(t, order, "a queued request started"))
 	}
 	assert.ElementsMatch(t, []int{2, 3, 4, 5}, rest, "every queued request ran once")
 	waitFor(t, "both workers parked", func() bool { return d.parkedRunners() == 2 })

@@ -24,6 +24,22 @@ import (
 	"github.com/muxrpc/muxrpc/mux"
 )
 
+// waitLimit bounds every wait of these tests.
+const waitLimit = 10 * time.Second
+
+// await returns the next value from ch, failing the test with what did not
+// happen if none comes within waitLimit.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitLimit):
+		t.Fatalf("after %v: %s", waitLimit, what)
+		panic("unreachable")
+	}
+}
+
 // release lets a blocked "block" handler answer.
 type gate struct {
 	entered chan struct{}
@@ -77,7 +93,7 @@ func pair(t *testing.T, kind transport.Kind, mopts ...mux.Option) (*mux.Mux, *ga
 		close(g.release)
 		m.Close()
 		d.Close()
-		<-served
+		await(t, served, "Serve did not return after Close")
 	})
 	return m, g
 }
@@ -176,7 +192,7 @@ func TestServerAndDial(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
 		require.NoError(t, srv.Close())
-		<-served
+		await(t, served, "Serve did not return after Close")
 	}()
 	m, err := mux.Dial(testCtx(t), "unix", ln.Addr().String(), msgpackrpc.Dialect(), mux.Keepalive(time.Millisecond, time.Millisecond))
 	require.NoError(t, err)
@@ -280,7 +296,9 @@ func TestPeerViolations(t *testing.T) {
 		d := demux.New(s, testRouter(nil), msgpackrpc.Dialect())
 		_, err = c.Write(unhex(t, "94 01 01 c0 c0"))
 		require.NoError(t, err)
-		err = d.Serve()
+		served := make(chan error, 1)
+		go func() { served <- d.Serve() }()
+		err = await(t, served, "Serve did not end on the stray reply")
 		c.Close()
 		require.ErrorIs(t, err, frame.ErrMalformed)
 		assert.Contains(t, err.Error(), "this side has made no call")
@@ -289,7 +307,7 @@ func TestPeerViolations(t *testing.T) {
 		m, peer := rawPeer(t)
 		_, err := peer.Write(unhex(t, "94 01 00 92 00 ab 626164206d657373616765 c0"))
 		require.NoError(t, err)
-		<-m.Done()
+		await(t, m.Done(), "the peer's report of a violation did not end the connection")
 		var re *frame.RemoteError
 		require.ErrorIs(t, m.Err(), frame.ErrPeerViolation)
 		require.ErrorAs(t, m.Err(), &re)
@@ -347,8 +365,8 @@ func TestShutdownWithoutGoAway(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request in flight was not answered within 10s")
 	}
-	require.NoError(t, <-shut)
-	require.NoError(t, <-served)
+	require.NoError(t, await(t, shut, "Shutdown did not return"))
+	require.NoError(t, await(t, served, "Serve did not return after Shutdown"))
 	select {
 	case <-m.Done():
 	case <-time.After(10 * time.Second):

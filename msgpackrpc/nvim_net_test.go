@@ -47,7 +47,7 @@ func listenNvim(t *testing.T, addr string) string {
 	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-exited
+		await(t, exited, "nvim did not exit after Kill")
 	})
 	select {
 	case line := <-lines:

@@ -157,7 +157,7 @@ func TestPynvimCallsGo(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
 		require.NoError(t, srv.Close())
-		<-served
+		await(t, served, "Serve did not return after Close")
 	}()
 
 	script := filepath.Join(t.TempDir(), "client.py")

@@ -40,6 +40,27 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// awaitGroup waits for wg or fails the test saying what did not happen.
+func awaitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	await(t, done, what)
+}
+
+// awaitErr runs f on a goroutine of its own and returns what it returns,
+// or fails the test saying what did not happen if it has not returned
+// within waitLimit.
+func awaitErr(t *testing.T, f func() error, what string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return await(t, done, what)
+}
+
 // namedRouter answers "<name>.echo" with its argument prefixed by name.
 func namedRouter(name string) *demux.Router {
 	r := demux.NewRouter()
@@ -87,7 +108,7 @@ func TestBothEndsCallAndServeAtOnce(t *testing.T) {
 					}
 				}()
 			}
-			wg.Wait()
+			awaitGroup(t, &wg, "the calls both ways did not all return")
 			close(errs)
 			for err := range errs {
 				t.Error(err)
@@ -151,7 +172,7 @@ func TestNestedCallbacksManyLevelsDeep(t *testing.T) {
 					}
 				}()
 			}
-			wg.Wait()
+			awaitGroup(t, &wg, "the chains of callbacks did not all return")
 		})
 	}
 }
@@ -444,7 +465,7 @@ func TestFullHangUpCancelsHandlersInFlight(t *testing.T) {
 			call := m.Go(context.Background(), "work", nil, new(string))
 			await(t, blocker.Started, "the request did not start")
 			require.NoError(t, m.Close())
-			<-call.Done()
+			await(t, call.Done(), "the call in flight did not fail when the client closed")
 			assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 			err = await(t, served, "Serve waited for a handler of a client that is gone")
 			assert.True(t, rpctest.IsHangUp(err), "Serve reports the hang-up, got %v", err)

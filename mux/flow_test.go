@@ -51,7 +51,7 @@ func TestPriorityAndKeyReachTheHandler(t *testing.T) {
 		require.NoError(t, p.Mux.Call(tc.ctx, "m", nil, &got))
 		assert.Equal(t, tc.want, got)
 		require.NoError(t, p.Mux.Notify(tc.ctx, "m", nil))
-		assert.Equal(t, tc.want, await(t, notified, "the notification ran"))
+		assert.Equal(t, tc.want, await(t, notified, "the notification did not run"))
 	}
 }
 
@@ -87,7 +87,7 @@ func TestRequestAndCancelCarryPriorityAndKeyOnTheWire(t *testing.T) {
 	assert.NotZero(t, req.Flags&frame.FlagKey, "request %v", &req)
 	assert.Equal(t, "k", req.Key)
 	cancel()
-	await(t, c.Done(), "the canceled call finished")
+	await(t, c.Done(), "the canceled call did not finish")
 	f := srv.Read()
 	assert.Equal(t, frame.TypeCancel, f.Type)
 	assert.Equal(t, req.XID, f.XID)

@@ -129,7 +129,7 @@ func TestGoFuncNilCallbackIsGo(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, futureRouter(), nil)
 	var reply string
 	c := p.Mux.GoFunc(context.Background(), "echo", "hi", &reply, nil)
-	await(t, c.Done(), "the call finished")
+	await(t, c.Done(), "the call did not finish")
 	require.NoError(t, c.Err())
 	assert.Equal(t, "hi", reply)
 }
@@ -182,14 +182,14 @@ func TestGroupWaitsForEveryCall(t *testing.T) {
 	for i := range replies {
 		g.Go(p.Mux, "echo", fmt.Sprint(i), &replies[i])
 	}
-	require.NoError(t, g.Wait())
+	require.NoError(t, awaitErr(t, g.Wait, "Wait did not return once every call was answered"))
 	for i, r := range replies {
 		assert.Equal(t, fmt.Sprint(i), r)
 	}
 	assert.ErrorIs(t, g.Context().Err(), context.Canceled, "Wait cancels the Group's context")
-	require.NoError(t, g.Wait(), "Wait again")
+	require.NoError(t, awaitErr(t, g.Wait, "a second Wait did not return"), "Wait again")
 	empty := mux.NewGroup(context.Background())
-	require.NoError(t, empty.Wait(), "an empty Group")
+	require.NoError(t, awaitErr(t, empty.Wait, "Wait on an empty Group did not return"), "an empty Group")
 }
 
 func TestGroupReturnsTheFirstErrorAndCancelsTheRest(t *testing.T) {
@@ -209,10 +209,10 @@ func TestGroupReturnsTheFirstErrorAndCancelsTheRest(t *testing.T) {
 		parked = append(parked, g.Go(p.Mux, "park", nil, nil))
 	}
 	for i := range 10 {
-		await(t, started, fmt.Sprintf("parked handler %d started", i))
+		await(t, started, fmt.Sprintf("parked handler %d did not start", i))
 	}
 	failed := g.Go(p.Mux, "fail", "first", nil)
-	err := g.Wait()
+	err := awaitErr(t, g.Wait, "Wait did not return after a call failed")
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re, "Wait returns the failed call's error")
 	assert.Equal(t, "first", re.Message)
@@ -221,13 +221,13 @@ func TestGroupReturnsTheFirstErrorAndCancelsTheRest(t *testing.T) {
 		assert.ErrorIs(t, c.Err(), context.Canceled, "parked call %d", i)
 	}
 	for i := range 10 {
-		await(t, canceled, fmt.Sprintf("parked handler %d told to cancel", i))
+		await(t, canceled, fmt.Sprintf("parked handler %d was not told to cancel", i))
 	}
 	// A call started after Wait fails at once, before it is sent.
 	late := g.Go(p.Mux, "echo", "x", nil)
-	await(t, late.Done(), "the late call finished")
+	await(t, late.Done(), "the late call did not finish")
 	assert.ErrorIs(t, late.Err(), mux.ErrNotSent)
-	assert.Equal(t, err, g.Wait(), "the first error stays the Group's")
+	assert.Equal(t, err, awaitErr(t, g.Wait, "a second Wait did not return"), "the first error stays the Group's")
 }
 
 func TestGroupParksManyCallsWithoutAGoroutineEach(t *testing.T) {
@@ -259,6 +259,6 @@ func TestGroupParksManyCallsWithoutAGoroutineEach(t *testing.T) {
 	close(gate)
 	waited := make(chan error, 1)
 	go func() { waited <- g.Wait() }()
-	require.NoError(t, await(t, waited, "Wait returned after the handlers were released"))
+	require.NoError(t, await(t, waited, "Wait did not return after the handlers were released"))
 	assert.Equal(t, int32(n), handled.Load(), "handlers run")
 }

@@ -45,9 +45,9 @@ func FuzzMux(f *testing.F) {
 		s.Write(data)
 		s.Close()
 		for _, call := range calls {
-			<-call.Done()
+			await(t, call.Done(), "a call did not finish once the stream ended")
 		}
 		m.Close()
-		<-drained
+		await(t, drained, "the peer did not see the stream end after Close")
 	})
 }

@@ -56,7 +56,7 @@ func TestKeepaliveFindsASilentPeer(t *testing.T) {
 			await(t, m.Done(), "the Mux did not find its silent peer dead")
 			t.Logf("a silent peer was found dead after %v (interval %v, timeout %v)", time.Since(start), testInterval, testTimeout)
 			for _, call := range calls {
-				<-call.Done()
+				await(t, call.Done(), "a call to the silent peer did not fail")
 				assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 				assert.ErrorIs(t, call.Err(), channel.ErrUnresponsive)
 			}

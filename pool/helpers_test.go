@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +27,17 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 		t.Fatalf("after %v: %s", waitLimit, what)
 		panic("unreachable")
 	}
+}
+
+// awaitGroup waits for wg or fails the test saying what did not happen.
+func awaitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	await(t, done, what)
 }
 
 // eventually calls cond every few milliseconds until it holds, failing
@@ -126,7 +138,7 @@ func startServerOn(t *testing.T, name string, started chan string, listen func()
 	}()
 	t.Cleanup(func() {
 		s.srv.Close()
-		<-served
+		await(t, served, "the server's Serve did not return after Close")
 	})
 	return s
 }

@@ -36,7 +36,7 @@ func TestCallsSpreadOverEndpoints(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	awaitGroup(t, &wg, "the callers did not all finish their calls")
 	for _, s := range servers {
 		got := s.calls.Load()
 		t.Logf("server %s: %d calls", s.name, got)

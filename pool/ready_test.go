@@ -50,7 +50,7 @@ func startImpostor(t *testing.T, greeting []byte) string {
 		for c := range conns { // unblock those the clients left open
 			c.Close()
 		}
-		wg.Wait()
+		awaitGroup(t, &wg, "the impostor's goroutines did not all end")
 	})
 	return ln.Addr().String()
 }

@@ -321,12 +321,17 @@ func setup(t *testing.T, h demux.Handler, opts ...demux.Option) *toxitest.Proxy 
 		t.Fatal(err)
 	}
 	srv := demux.NewServer(h, opts...)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	var serveErr error
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		serveErr = srv.Serve(ln)
+	}()
 	t.Cleanup(func() {
 		srv.Close()
-		if err := <-served; !errors.Is(err, demux.ErrServerClosed) {
-			t.Errorf("Serve: %v, want ErrServerClosed", err)
+		waitFor(t, served, 10*time.Second, "Serve to return after Close")
+		if !errors.Is(serveErr, demux.ErrServerClosed) {
+			t.Errorf("Serve: %v, want ErrServerClosed", serveErr)
 		}
 	})
 	return toxi.NewProxy(t, "muxrpc", ln.Addr().String())

@@ -173,11 +173,14 @@ func serveLoopback(t *testing.T, s *demux.Server) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.Serve(ln)
+	}()
 	t.Cleanup(func() {
 		s.Close()
-		<-served
+		waitFor(t, served, 10*time.Second, "Serve to return after Close")
 	})
 	return ln
 }

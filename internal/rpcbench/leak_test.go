@@ -42,7 +42,9 @@ func TestSystemsCloseCleanly(t *testing.T) {
 						}
 					}()
 				}
-				wg.Wait()
+				called := make(chan struct{})
+				go func() { wg.Wait(); close(called) }()
+				await(t, called, "the callers did not finish their calls")
 				close(errs)
 				for err := range errs {
 					t.Error(err)
@@ -69,5 +71,21 @@ func waitGoroutines(t *testing.T, n int) {
 			t.Fatalf("%d goroutines left, want at most %d", runtime.NumGoroutine(), n)
 		}
 		runtime.Gosched()
+	}
+}
+
+// waitLimit bounds every wait of these tests.
+const waitLimit = 10 * time.Second
+
+// await returns the next value from ch, failing the test with what did not
+// happen if none comes within waitLimit.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitLimit):
+		t.Fatalf("after %v: %s", waitLimit, what)
+		panic("unreachable")
 	}
 }

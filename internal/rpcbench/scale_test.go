@@ -43,8 +43,10 @@ var parkedHeapProfile = flag.String("parked.heapprofile", "",
 // DeMux admits at once: room for BenchmarkInFlight's echo callers.
 const inFlightSlack = 64
 
-// parkTimeout bounds the wait for the parked handlers to start; after it
-// the watchdog dumps the goroutines and the measurement fails.
+// parkTimeout bounds a parkedPair's waits: for the parked handlers to
+// start, for the parked calls to finish once released and for Serve to
+// return once closed. After it the measurement fails, with a dump of the
+// goroutines for the first two.
 const parkTimeout = 2 * time.Minute
 
 // parkedPair is a Mux calling a DeMux that runs a goroutine per request,
@@ -156,9 +158,16 @@ func (p *parkedPair) park() error {
 // finish, returning the first call's error.
 func (p *parkedPair) unpark() error {
 	close(p.release)
+	watchdog := time.NewTimer(parkTimeout)
+	defer watchdog.Stop()
 	var err error
-	for _, c := range p.calls {
-		<-c.Done()
+	for i, c := range p.calls {
+		select {
+		case <-c.Done():
+		case <-watchdog.C:
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			return fmt.Errorf("%d of %d parked calls finished %v after their release", i, len(p.calls), parkTimeout)
+		}
 		if err == nil && c.Err() != nil {
 			err = fmt.Errorf("parked call: %w", c.Err())
 		}
@@ -172,7 +181,11 @@ func (p *parkedPair) unpark() error {
 func (p *parkedPair) close() error {
 	errM := p.m.Close()
 	errD := p.d.Close()
-	<-p.served
+	select {
+	case <-p.served:
+	case <-time.After(parkTimeout):
+		return errors.Join(errM, errD, fmt.Errorf("Serve did not return within %v of Close", parkTimeout))
+	}
 	errS := p.serveErr
 	if errors.Is(errS, io.EOF) {
 		errS = nil

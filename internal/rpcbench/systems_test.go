@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/rpc"
+	"time"
 
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/internal/transport"
@@ -78,7 +79,12 @@ func startMuxrpc(kind transport.Kind, echo demux.Handler, opts ...demux.Option) 
 			// server then reads io.EOF.
 			errM := m.Close()
 			errD := d.Close()
-			errS := <-served
+			var errS error
+			select {
+			case errS = <-served:
+			case <-time.After(waitLimit):
+				errS = fmt.Errorf("Serve did not return within %v of Close", waitLimit)
+			}
 			if errors.Is(errS, io.EOF) {
 				errS = nil
 			}
@@ -125,7 +131,11 @@ func startNetrpc(kind transport.Kind) (*echoClient, error) {
 		},
 		close: func() error {
 			err := c.Close()
-			<-served
+			select {
+			case <-served:
+			case <-time.After(waitLimit):
+				err = errors.Join(err, fmt.Errorf("ServeConn did not return within %v of Close", waitLimit))
+			}
 			return err
 		},
 	}, nil
