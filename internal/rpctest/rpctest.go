@@ -8,6 +8,7 @@ import (
 	"io"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/internal/transport"
@@ -41,10 +42,18 @@ func Start(t testing.TB, kind transport.Kind, h demux.Handler, dopts []demux.Opt
 	t.Cleanup(func() {
 		p.Mux.Close()
 		p.DeMux.Close()
-		p.Wait()
+		select {
+		case err := <-p.done:
+			p.done <- err
+		case <-time.After(cleanupLimit):
+			t.Errorf("after %v: the DeMux's Serve did not return once both ends were closed", cleanupLimit)
+		}
 	})
 	return p
 }
+
+// cleanupLimit bounds how long Start's cleanup waits for Serve to return.
+const cleanupLimit = 10 * time.Second
 
 // Wait waits for Serve to return and returns its error. It may be called
 // more than once.
