@@ -68,7 +68,7 @@ func TestQueuedFramesLeaveInFewWrites(t *testing.T) {
 	assert.Equal(t, int64(1+(n+31)/32), rwc.writes.Load(), "the preface, then one write per 32 frames")
 	require.NoError(t, c.Drain(context.Background()))
 	require.NoError(t, c.Close())
-	require.ErrorIs(t, await(t, done, "Serve did not return after Close"), channel.ErrClosed)
+	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
 	b.Close()
 }
 
@@ -82,9 +82,9 @@ func TestDrainWaitsForTheWrite(t *testing.T) {
 	go func() { drained <- c.Drain(context.Background()) }()
 	require.NoError(t, peer.R.ReadPreface())
 	assert.Equal(t, uint64(7), peer.Read().XID)
-	require.NoError(t, await(t, drained, "Drain did not return once the frame was read"))
+	require.NoError(t, rpctest.Await(t, drained, "Drain did not return once the frame was read"))
 	require.NoError(t, c.Close())
-	await(t, done, "Serve did not return after Close")
+	rpctest.Await(t, done, "Serve did not return after Close")
 	b.Close()
 }
 
@@ -104,8 +104,8 @@ func TestFullQueueBlocksSendUntilContextEnds(t *testing.T) {
 	blocked := make(chan error, 1)
 	go func() { blocked <- c.Send(context.Background(), cancelFrame(1)) }()
 	require.NoError(t, c.Close())
-	require.ErrorIs(t, await(t, blocked, "Close did not free a blocked Send"), channel.ErrClosed, "Close frees a blocked Send")
-	require.ErrorIs(t, await(t, done, "Serve did not return after Close"), channel.ErrClosed)
+	require.ErrorIs(t, rpctest.Await(t, blocked, "Close did not free a blocked Send"), channel.ErrClosed, "Close frees a blocked Send")
+	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
 }
 
 // gatedRWC holds every Write until open is closed, or fails it once the
@@ -133,21 +133,6 @@ func (g *gatedRWC) Write(p []byte) (int, error) {
 func (g *gatedRWC) Close() error {
 	g.once.Do(func() { close(g.closed) })
 	return g.ReadWriteCloser.Close()
-}
-
-// waitLimit bounds every wait in these tests; reaching it is the failure.
-const waitLimit = 10 * time.Second
-
-// await waits for ch or fails the test saying what did not happen.
-func await[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitLimit):
-		t.Fatalf("after %v: %s", waitLimit, what)
-		panic("unreachable")
-	}
 }
 
 // waitUntil polls cond every millisecond until it holds, and fails the
@@ -192,7 +177,7 @@ func newFullQueue(t *testing.T) *fullQueue {
 	q := &fullQueue{t: t, c: c, gate: gate, peer: rpctest.NewRaw(t, b), served: serve(c), big: big}
 	t.Cleanup(func() {
 		c.Close()
-		await(t, q.served, "Serve did not return after Close")
+		rpctest.Await(t, q.served, "Serve did not return after Close")
 	})
 	require.NoError(t, c.Send(context.Background(), cancelFrame(1)))
 	return q
@@ -251,8 +236,8 @@ func TestSendControlGoesPastAFullQueue(t *testing.T) {
 	}
 
 	close(q.gate.open)
-	require.NoError(t, await(t, bigDone, "the big frame's Send did not return once the writer went on"))
-	require.NoError(t, await(t, smallDone, "the small frame's Send did not return once the writer went on"))
+	require.NoError(t, rpctest.Await(t, bigDone, "the big frame's Send did not return once the writer went on"))
+	require.NoError(t, rpctest.Await(t, smallDone, "the small frame's Send did not return once the writer went on"))
 	require.NoError(t, q.peer.R.ReadPreface())
 	for _, xid := range []uint64{1, 4, 2, 3} {
 		assert.Equal(t, xid, q.peer.Read().XID, "the control frame left before the waiting line")
@@ -267,8 +252,8 @@ func TestFullQueueTakesSendsInTheirOrder(t *testing.T) {
 	assert.Empty(t, smallDone, "a later Send waited behind the big one")
 
 	close(q.gate.open)
-	require.NoError(t, await(t, bigDone, "the big frame's Send did not return once the writer went on"))
-	require.NoError(t, await(t, smallDone, "the small frame's Send did not return once the writer went on"))
+	require.NoError(t, rpctest.Await(t, bigDone, "the big frame's Send did not return once the writer went on"))
+	require.NoError(t, rpctest.Await(t, smallDone, "the small frame's Send did not return once the writer went on"))
 	require.NoError(t, q.peer.R.ReadPreface())
 	for _, xid := range []uint64{1, 2, 3} {
 		assert.Equal(t, xid, q.peer.Read().XID, "frames leave in the order their Sends came")
@@ -281,11 +266,11 @@ func TestCanceledSendLeavesTheLine(t *testing.T) {
 	bigDone, smallDone := q.line(ctx)
 
 	cancel()
-	require.ErrorIs(t, await(t, bigDone, "the canceled Send did not return"), context.Canceled)
+	require.ErrorIs(t, rpctest.Await(t, bigDone, "the canceled Send did not return"), context.Canceled)
 	assert.Nil(t, q.big.Payload, "the canceled frame was released")
 	// The small frame fits beside the first: it goes in as soon as the
 	// big one has left the line, though the writer is still stuck.
-	require.NoError(t, await(t, smallDone, "the small frame's Send did not go in once the big one left the line"))
+	require.NoError(t, rpctest.Await(t, smallDone, "the small frame's Send did not go in once the big one left the line"))
 	assert.Zero(t, q.c.Waiting())
 
 	close(q.gate.open)
@@ -298,8 +283,8 @@ func TestCloseFreesEveryWaitingSend(t *testing.T) {
 	q := newFullQueue(t)
 	bigDone, smallDone := q.line(context.Background())
 	require.NoError(t, q.c.Close())
-	require.ErrorIs(t, await(t, bigDone, "Close did not free the big frame's Send"), channel.ErrClosed)
-	require.ErrorIs(t, await(t, smallDone, "Close did not free the small frame's Send"), channel.ErrClosed)
+	require.ErrorIs(t, rpctest.Await(t, bigDone, "Close did not free the big frame's Send"), channel.ErrClosed)
+	require.ErrorIs(t, rpctest.Await(t, smallDone, "Close did not free the small frame's Send"), channel.ErrClosed)
 	assert.Nil(t, q.big.Payload, "the frame of a failed Send was released")
 }
 
@@ -324,9 +309,9 @@ func TestServeEdges(t *testing.T) {
 		defer b.Close()
 		c := channel.New(a, channel.Config{})
 		require.NoError(t, c.Close())
-		require.ErrorIs(t, await(t, serve(c), "Serve did not return on a closed Conn"), channel.ErrClosed)
+		require.ErrorIs(t, rpctest.Await(t, serve(c), "Serve did not return on a closed Conn"), channel.ErrClosed)
 		require.ErrorIs(t, c.Send(context.Background(), cancelFrame(1)), channel.ErrClosed)
-		await(t, c.Done(), "Done was not closed after Close")
+		rpctest.Await(t, c.Done(), "Done was not closed after Close")
 	})
 	t.Run("serve twice", func(t *testing.T) {
 		a, b, err := channel.Pipe()
@@ -338,7 +323,7 @@ func TestServeEdges(t *testing.T) {
 		require.NoError(t, peer.R.ReadPreface()) // Serve has started
 		require.Error(t, c.Serve(nil))
 		require.NoError(t, c.Close())
-		await(t, done, "Serve did not return after Close")
+		rpctest.Await(t, done, "Serve did not return after Close")
 	})
 	t.Run("peer hangs up before its preface", func(t *testing.T) {
 		a, b, err := channel.Pipe()
@@ -346,7 +331,7 @@ func TestServeEdges(t *testing.T) {
 		c := channel.New(a, channel.Config{})
 		done := serve(c)
 		require.NoError(t, b.Close())
-		err = await(t, done, "Serve did not return after the peer hung up") // the reader or the writer notices first; both say so
+		err = rpctest.Await(t, done, "Serve did not return after the peer hung up") // the reader or the writer notices first; both say so
 		require.True(t, errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF), "%v", err)
 		c.Close()
 	})
@@ -366,8 +351,8 @@ func TestServeEdges(t *testing.T) {
 		peer := rpctest.NewRaw(t, b)
 		peer.Preface()
 		peer.Send(*cancelFrame(3))
-		require.ErrorIs(t, await(t, done, "Serve did not return after its handler failed"), boom)
-		await(t, c.Done(), "Done was not closed after the handler failed")
+		require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after its handler failed"), boom)
+		rpctest.Await(t, c.Done(), "Done was not closed after the handler failed")
 		require.ErrorIs(t, c.Err(), boom)
 		c.Close()
 	})

@@ -39,8 +39,8 @@ func queued(t *testing.T, cfg channel.Config, fs ...frame.Frame) []byte {
 	}()
 	require.NoError(t, c.Drain(context.Background()))
 	require.NoError(t, c.Close())
-	require.ErrorIs(t, await(t, done, "Serve did not return after Close"), channel.ErrClosed)
-	all := await(t, got, "the peer did not read to the end of the stream")
+	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
+	all := rpctest.Await(t, got, "the peer did not read to the end of the stream")
 	b.Close()
 	require.True(t, bytes.HasPrefix(all, frame.Preface[:]), "the preface first")
 	return all[len(frame.Preface):]
@@ -342,9 +342,9 @@ func TestPacedChunksWaitForTheReader(t *testing.T) {
 	assert.Equal(t, []uint64{1, 3, 2}, order, "the small frame left while the big one waited for its window")
 	assert.Equal(t, map[uint64]int{1: 12, 2: 1<<20 + 5, 3: 12}, seen, "each whole (bin8 of 10 is 12 bytes, bin32 of 1 MiB 5 more)")
 	require.NoError(t, sender.Close())
-	require.ErrorIs(t, await(t, sent, "the sender's Serve did not return after Close"), channel.ErrClosed)
+	require.ErrorIs(t, rpctest.Await(t, sent, "the sender's Serve did not return after Close"), channel.ErrClosed)
 	receiver.Close()
-	await(t, received, "the receiver's Serve did not return after Close")
+	rpctest.Await(t, received, "the receiver's Serve did not return after Close")
 }
 
 // pongingPeer plays the receiving end of a over the raw bytes of b: it
@@ -403,7 +403,7 @@ func chunkPieces(t *testing.T, chunk int, fs ...frame.Frame) []int {
 	}
 	require.NoError(t, c.Drain(context.Background()))
 	require.NoError(t, c.Close())
-	require.ErrorIs(t, await(t, done, "Serve did not return after Close"), channel.ErrClosed)
+	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
 	var frames []rawFrame
 	select {
 	case frames = <-peer:

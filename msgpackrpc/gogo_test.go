@@ -19,26 +19,11 @@ import (
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/internal/transport"
 	"github.com/muxrpc/muxrpc/msgpackrpc"
 	"github.com/muxrpc/muxrpc/mux"
 )
-
-// waitLimit bounds every wait of these tests.
-const waitLimit = 10 * time.Second
-
-// await returns the next value from ch, failing the test with what did not
-// happen if none comes within waitLimit.
-func await[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitLimit):
-		t.Fatalf("after %v: %s", waitLimit, what)
-		panic("unreachable")
-	}
-}
 
 // release lets a blocked "block" handler answer.
 type gate struct {
@@ -93,7 +78,7 @@ func pair(t *testing.T, kind transport.Kind, mopts ...mux.Option) (*mux.Mux, *ga
 		close(g.release)
 		m.Close()
 		d.Close()
-		await(t, served, "Serve did not return after Close")
+		rpctest.Await(t, served, "Serve did not return after Close")
 	})
 	return m, g
 }
@@ -192,7 +177,7 @@ func TestServerAndDial(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
 		require.NoError(t, srv.Close())
-		await(t, served, "Serve did not return after Close")
+		rpctest.Await(t, served, "Serve did not return after Close")
 	}()
 	m, err := mux.Dial(testCtx(t), "unix", ln.Addr().String(), msgpackrpc.Dialect(), mux.Keepalive(time.Millisecond, time.Millisecond))
 	require.NoError(t, err)
@@ -298,7 +283,7 @@ func TestPeerViolations(t *testing.T) {
 		require.NoError(t, err)
 		served := make(chan error, 1)
 		go func() { served <- d.Serve() }()
-		err = await(t, served, "Serve did not end on the stray reply")
+		err = rpctest.Await(t, served, "Serve did not end on the stray reply")
 		c.Close()
 		require.ErrorIs(t, err, frame.ErrMalformed)
 		assert.Contains(t, err.Error(), "this side has made no call")
@@ -307,7 +292,7 @@ func TestPeerViolations(t *testing.T) {
 		m, peer := rawPeer(t)
 		_, err := peer.Write(unhex(t, "94 01 00 92 00 ab 626164206d657373616765 c0"))
 		require.NoError(t, err)
-		await(t, m.Done(), "the peer's report of a violation did not end the connection")
+		rpctest.Await(t, m.Done(), "the peer's report of a violation did not end the connection")
 		var re *frame.RemoteError
 		require.ErrorIs(t, m.Err(), frame.ErrPeerViolation)
 		require.ErrorAs(t, m.Err(), &re)
@@ -365,8 +350,8 @@ func TestShutdownWithoutGoAway(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request in flight was not answered within 10s")
 	}
-	require.NoError(t, await(t, shut, "Shutdown did not return"))
-	require.NoError(t, await(t, served, "Serve did not return after Shutdown"))
+	require.NoError(t, rpctest.Await(t, shut, "Shutdown did not return"))
+	require.NoError(t, rpctest.Await(t, served, "Serve did not return after Shutdown"))
 	select {
 	case <-m.Done():
 	case <-time.After(10 * time.Second):

@@ -18,6 +18,7 @@ import (
 
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/msgpackrpc"
 	"github.com/muxrpc/muxrpc/mux"
 )
@@ -47,7 +48,7 @@ func listenNvim(t *testing.T, addr string) string {
 	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		await(t, exited, "nvim did not exit after Kill")
+		rpctest.Await(t, exited, "nvim did not exit after Kill")
 	})
 	select {
 	case line := <-lines:

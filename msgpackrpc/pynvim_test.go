@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/msgpackrpc"
 	"github.com/muxrpc/muxrpc/mux"
 )
@@ -157,7 +158,7 @@ func TestPynvimCallsGo(t *testing.T) {
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
 		require.NoError(t, srv.Close())
-		await(t, served, "Serve did not return after Close")
+		rpctest.Await(t, served, "Serve did not return after Close")
 	}()
 
 	script := filepath.Join(t.TempDir(), "client.py")

@@ -54,7 +54,7 @@ func TestAuthKey(t *testing.T) {
 				if c.works {
 					require.NoError(t, err)
 					assert.Equal(t, "hi you", got)
-					await(t, m.Ready(), "Ready was not closed after a call over an authenticated stream")
+					rpctest.Await(t, m.Ready(), "Ready was not closed after a call over an authenticated stream")
 					return
 				}
 				require.Error(t, err)
@@ -66,7 +66,7 @@ func TestAuthKey(t *testing.T) {
 					// key sends at once: to it, the request may have run.
 					assert.ErrorIs(t, err, mux.ErrNotSent, "no request left before authentication")
 				}
-				await(t, m.Done(), "the client's stream did not end")
+				rpctest.Await(t, m.Done(), "the client's stream did not end")
 				if c.client != nil {
 					// A client without a key reads a good preface and
 					// asks for nothing more: to it, the peer was ready.
@@ -76,7 +76,7 @@ func TestAuthKey(t *testing.T) {
 					default:
 					}
 				}
-				serr := await(t, served, "the server did not end the unauthenticated stream")
+				serr := rpctest.Await(t, served, "the server did not end the unauthenticated stream")
 				assert.True(t, errors.Is(serr, channel.ErrAuth), "the server names the failure: %v", serr)
 				assert.Zero(t, ran.Load(), "a handler ran for an unauthenticated peer")
 			})
@@ -112,12 +112,12 @@ func TestReadyWaitsForThePeersPreface(t *testing.T) {
 		require.NoError(t, peer.R.ReadPreface()) // the Mux is reading by now
 		notReady(t, m, "before the peer's preface")
 		peer.Preface()
-		await(t, m.Ready(), "Ready was not closed after the peer's preface")
+		rpctest.Await(t, m.Ready(), "Ready was not closed after the peer's preface")
 	})
 	t.Run("something else", func(t *testing.T) {
 		m, peer := rawPeer(t)
 		peer.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
-		await(t, m.Done(), "the Mux did not end on a peer that is no muxrpc peer")
+		rpctest.Await(t, m.Done(), "the Mux did not end on a peer that is no muxrpc peer")
 		assert.ErrorIs(t, m.Err(), frame.ErrBadPreface)
 		notReady(t, m, "for a peer that is no muxrpc peer")
 	})

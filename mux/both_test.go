@@ -26,19 +26,7 @@ import (
 var bothKinds = []transport.Kind{transport.Pipe, transport.Mem, transport.TCP, transport.Unix}
 
 // waitLimit bounds every wait in these tests; reaching it is the failure.
-const waitLimit = 10 * time.Second
-
-// await waits for ch or fails the test saying what did not happen.
-func await[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitLimit):
-		t.Fatalf("after %v: %s", waitLimit, what)
-		panic("unreachable")
-	}
-}
+const waitLimit = rpctest.WaitLimit
 
 // awaitGroup waits for wg or fails the test saying what did not happen.
 func awaitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
@@ -48,7 +36,7 @@ func awaitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 		wg.Wait()
 		close(done)
 	}()
-	await(t, done, what)
+	rpctest.Await(t, done, what)
 }
 
 // awaitErr runs f on a goroutine of its own and returns what it returns,
@@ -58,7 +46,7 @@ func awaitErr(t *testing.T, f func() error, what string) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- f() }()
-	return await(t, done, what)
+	return rpctest.Await(t, done, what)
 }
 
 // namedRouter answers "<name>.echo" with its argument prefixed by name.
@@ -153,7 +141,7 @@ func TestNestedCallbacksManyLevelsDeep(t *testing.T) {
 			m := mux.New(c, demux.Handle(pingPong("c", "s")))
 			defer func() {
 				require.NoError(t, m.Close())
-				await(t, served, "Serve did not return after the client closed")
+				rpctest.Await(t, served, "Serve did not return after the client closed")
 				d.Close()
 			}()
 			var got string
@@ -191,7 +179,7 @@ func TestNestedCallbacksWithOneWorkerEachSide(t *testing.T) {
 	m := mux.New(c, demux.Handle(pingPong("c", "s")), demux.Workers(1))
 	defer func() {
 		require.NoError(t, m.Close())
-		await(t, served, "Serve did not return after the client closed")
+		rpctest.Await(t, served, "Serve did not return after the client closed")
 		d.Close()
 	}()
 	var got string
@@ -206,7 +194,7 @@ func TestNestedCallbacksWithOneWorkerEachSide(t *testing.T) {
 	// Once the chain has unwound, the single workers serve again.
 	done := make(chan error, 1)
 	go func() { done <- m.Call(context.Background(), "s.down", 1, &got) }()
-	require.NoError(t, await(t, done, "a call after the deadlocked chain got no answer"))
+	require.NoError(t, rpctest.Await(t, done, "a call after the deadlocked chain got no answer"))
 	assert.Equal(t, "sc", got)
 }
 
@@ -226,13 +214,13 @@ func TestFromContext(t *testing.T) {
 	}))
 	p := rpctest.Start(t, transport.Pipe, r, nil)
 	require.NoError(t, p.Mux.Call(context.Background(), "same", nil, nil))
-	pair := await(t, got, "the handler did not run")
+	pair := rpctest.Await(t, got, "the handler did not run")
 	require.NotNil(t, pair[0])
 	assert.Same(t, pair[0], pair[1], "one connection, one Mux")
 
 	// A server-side Mux fails at once once its connection is gone.
 	p.Mux.Close()
-	await(t, pair[0].Done(), "the server's Mux did not see the connection end")
+	rpctest.Await(t, pair[0].Done(), "the server's Mux did not see the connection end")
 	err := pair[0].Call(context.Background(), "x", nil, nil)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 }
@@ -257,7 +245,7 @@ func TestServerPushesNotificationsToSubscribers(t *testing.T) {
 	go func() { served <- s.Serve(ln) }()
 	defer func() {
 		require.NoError(t, s.Close())
-		assert.ErrorIs(t, await(t, served, "Serve did not return"), demux.ErrServerClosed)
+		assert.ErrorIs(t, rpctest.Await(t, served, "Serve did not return"), demux.ErrServerClosed)
 	}()
 
 	const clients = 3
@@ -280,7 +268,7 @@ func TestServerPushesNotificationsToSubscribers(t *testing.T) {
 	mu.Unlock()
 	var got []string
 	for range clients {
-		got = append(got, await(t, news, "a subscriber got no notification"))
+		got = append(got, rpctest.Await(t, news, "a subscriber got no notification"))
 	}
 	assert.ElementsMatch(t, []string{"client 0 got extra", "client 1 got extra", "client 2 got extra"}, got)
 }
@@ -303,8 +291,8 @@ func TestDoneAndErrWithoutACall(t *testing.T) {
 	assert.NoError(t, m.Err())
 
 	require.NoError(t, d.Close())
-	await(t, served, "Serve did not return after Close")
-	await(t, m.Done(), "the Mux did not see the server close")
+	rpctest.Await(t, served, "Serve did not return after Close")
+	rpctest.Await(t, m.Done(), "the Mux did not see the server close")
 	assert.ErrorIs(t, m.Err(), mux.ErrClosed)
 	assert.True(t, rpctest.IsHangUp(m.Err()), "Err names the hang-up: %v", m.Err())
 }
@@ -359,7 +347,7 @@ func TestHalfCloseGetsEveryReply(t *testing.T) {
 				raw.Send(rpctest.Request(xid, "work", nil))
 			}
 			for range 20 {
-				await(t, b.Started, "a request did not start")
+				rpctest.Await(t, b.Started, "a request did not start")
 			}
 			require.NoError(t, client.CloseWrite())
 			require.NoError(t, raw.R.ReadPreface())
@@ -379,7 +367,7 @@ func TestHalfCloseGetsEveryReply(t *testing.T) {
 				}
 				f.Release()
 			}
-			err := await(t, served, "Serve did not return once every reply was written")
+			err := rpctest.Await(t, served, "Serve did not return once every reply was written")
 			assert.ErrorIs(t, err, io.EOF)
 			for { // the server closes after the last reply, and perhaps a GOAWAY
 				var f frame.Frame
@@ -444,7 +432,7 @@ func TestHalfCloseGetsLargeReplies(t *testing.T) {
 		f.Release()
 	}
 	assert.Equal(t, map[uint64]int{1: n, 2: n, 3: n}, answered)
-	assert.ErrorIs(t, await(t, served, "Serve did not return once every reply was written"), io.EOF)
+	assert.ErrorIs(t, rpctest.Await(t, served, "Serve did not return once every reply was written"), io.EOF)
 }
 
 func TestFullHangUpCancelsHandlersInFlight(t *testing.T) {
@@ -463,11 +451,11 @@ func TestFullHangUpCancelsHandlersInFlight(t *testing.T) {
 			defer d.Close()
 			m := mux.New(c)
 			call := m.Go(context.Background(), "work", nil, new(string))
-			await(t, blocker.Started, "the request did not start")
+			rpctest.Await(t, blocker.Started, "the request did not start")
 			require.NoError(t, m.Close())
-			await(t, call.Done(), "the call in flight did not fail when the client closed")
+			rpctest.Await(t, call.Done(), "the call in flight did not fail when the client closed")
 			assert.ErrorIs(t, call.Err(), mux.ErrClosed)
-			err = await(t, served, "Serve waited for a handler of a client that is gone")
+			err = rpctest.Await(t, served, "Serve waited for a handler of a client that is gone")
 			assert.True(t, rpctest.IsHangUp(err), "Serve reports the hang-up, got %v", err)
 		})
 	}

@@ -64,7 +64,7 @@ func TestFaultsFromTheServer(t *testing.T) {
 				}
 				c.serve(srv, req)
 				for range 3 {
-					err := await(t, errs, "a call did not fail when the server broke the stream")
+					err := rpctest.Await(t, errs, "a call did not fail when the server broke the stream")
 					assert.ErrorIs(t, err, mux.ErrClosed)
 					assert.ErrorIs(t, err, c.is)
 				}
@@ -130,7 +130,7 @@ func TestSilentPeerFailsCallsAfterTheHandshakeTimeout(t *testing.T) {
 	m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.HandshakeTimeout(50*time.Millisecond))
 	require.NoError(t, err)
 	defer m.Close()
-	silent := await(t, accepted, "the listener did not accept the Mux's connection")
+	silent := rpctest.Await(t, accepted, "the listener did not accept the Mux's connection")
 	defer silent.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -151,7 +151,7 @@ func TestLateAndUnknownRepliesAreDropped(t *testing.T) {
 	req := srv.Read()
 	srv.Send(rpctest.Response(req.XID+100, "not yours"))
 	srv.Send(rpctest.Response(req.XID, "yours"))
-	require.NoError(t, await(t, result, "the call did not get its own reply"))
+	require.NoError(t, rpctest.Await(t, result, "the call did not get its own reply"))
 	assert.Equal(t, "yours", got)
 }
 
@@ -164,7 +164,7 @@ func TestCancelSendsCancelFrame(t *testing.T) {
 	go func() { result <- m.Call(ctx, "x", nil, nil) }()
 	req := srv.Read()
 	cancel()
-	assert.ErrorIs(t, await(t, result, "the canceled call did not return"), context.Canceled)
+	assert.ErrorIs(t, rpctest.Await(t, result, "the canceled call did not return"), context.Canceled)
 	f := srv.Read()
 	assert.Equal(t, frame.TypeCancel, f.Type)
 	assert.Equal(t, req.XID, f.XID)
@@ -173,7 +173,7 @@ func TestCancelSendsCancelFrame(t *testing.T) {
 	next := srv.Read()
 	assert.Greater(t, next.XID, req.XID, "xids are not reused")
 	srv.Send(rpctest.Response(next.XID, nil))
-	require.NoError(t, await(t, result, "the call after the canceled one got no reply"))
+	require.NoError(t, rpctest.Await(t, result, "the call after the canceled one got no reply"))
 }
 
 // failingWriter fails every write after the first n bytes.
@@ -224,7 +224,7 @@ func TestShortReadsAreFine(t *testing.T) {
 	go func() { result <- m.Call(context.Background(), "x", nil, &got) }()
 	req := srv.Read()
 	srv.Send(rpctest.Response(req.XID, "one byte at a time"))
-	require.NoError(t, await(t, result, "the call got no reply read one byte at a time"))
+	require.NoError(t, rpctest.Await(t, result, "the call got no reply read one byte at a time"))
 	assert.Equal(t, "one byte at a time", got)
 }
 
@@ -254,7 +254,7 @@ func TestFullSendQueueHonoursContext(t *testing.T) {
 	}
 	cancel() // ends calls parked on the full queue and those already queued
 	for range calls {
-		assert.ErrorIs(t, await(t, errs, "a call on the full send queue did not end with its context"), context.Canceled)
+		assert.ErrorIs(t, rpctest.Await(t, errs, "a call on the full send queue did not end with its context"), context.Canceled)
 	}
 }
 
@@ -300,12 +300,12 @@ func TestErrNotSentOnlyForRequestsNeverWritten(t *testing.T) {
 	require.NoError(t, m.Close())
 
 	for _, call := range []*mux.Call{written, takenByTheWriter} {
-		await(t, call.Done(), "a call whose request may have been written did not fail on Close")
+		rpctest.Await(t, call.Done(), "a call whose request may have been written did not fail on Close")
 		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 		assert.NotErrorIs(t, call.Err(), mux.ErrNotSent, "a request that may have been written is 'maybe ran'")
 	}
 	for _, call := range queued {
-		await(t, call.Done(), "a call still in the send queue did not fail on Close")
+		rpctest.Await(t, call.Done(), "a call still in the send queue did not fail on Close")
 		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 		assert.ErrorIs(t, call.Err(), mux.ErrNotSent, "a request still in the queue was never written")
 	}
@@ -335,7 +335,7 @@ func TestErrNotSentBeforeSending(t *testing.T) {
 	req := srv.Read()
 	srv.Send(frame.Frame{Type: frame.TypeGoAway, Err: &frame.RemoteError{Code: frame.CodeShutdown, Message: "bye"}})
 	srv.Send(frame.Frame{Type: frame.TypeError, XID: req.XID, Err: &frame.RemoteError{Code: frame.CodeShutdown, Message: "bye"}})
-	err = await(t, result, "the call sent before the GOAWAY got no answer")
+	err = rpctest.Await(t, result, "the call sent before the GOAWAY got no answer")
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodeShutdown, re.Code, "refused by the server: did not run")

@@ -51,7 +51,7 @@ func TestPriorityAndKeyReachTheHandler(t *testing.T) {
 		require.NoError(t, p.Mux.Call(tc.ctx, "m", nil, &got))
 		assert.Equal(t, tc.want, got)
 		require.NoError(t, p.Mux.Notify(tc.ctx, "m", nil))
-		assert.Equal(t, tc.want, await(t, notified, "the notification did not run"))
+		assert.Equal(t, tc.want, rpctest.Await(t, notified, "the notification did not run"))
 	}
 }
 
@@ -70,7 +70,7 @@ func TestTooLongKeyFailsBeforeSending(t *testing.T) {
 	check("Call", p.Mux.Call(ctx, "m", nil, nil))
 	check("Notify", p.Mux.Notify(ctx, "m", nil))
 	c := p.Mux.Go(ctx, "m", nil, nil)
-	await(t, c.Done(), "the Go call failed")
+	rpctest.Await(t, c.Done(), "the Go call failed")
 	check("Go", c.Err())
 	require.NoError(t, p.Mux.Call(context.Background(), "m", nil, nil), "the Mux goes on")
 	assert.Equal(t, int32(1), ran.Load(), "a handler ran for a request with a too long key")
@@ -87,7 +87,7 @@ func TestRequestAndCancelCarryPriorityAndKeyOnTheWire(t *testing.T) {
 	assert.NotZero(t, req.Flags&frame.FlagKey, "request %v", &req)
 	assert.Equal(t, "k", req.Key)
 	cancel()
-	await(t, c.Done(), "the canceled call did not finish")
+	rpctest.Await(t, c.Done(), "the canceled call did not finish")
 	f := srv.Read()
 	assert.Equal(t, frame.TypeCancel, f.Type)
 	assert.Equal(t, req.XID, f.XID)

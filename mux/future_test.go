@@ -74,13 +74,13 @@ func TestGoFuncCallsBackOnceHoweverTheCallEnds(t *testing.T) {
 
 	var reply string
 	c := p.Mux.GoFunc(bg, "echo", "hi", &reply, cb.fn)
-	require.Same(t, c, await(t, cb.ran, "the callback of a call that succeeds"))
+	require.Same(t, c, rpctest.Await(t, cb.ran, "the callback of a call that succeeds"))
 	require.NoError(t, c.Err())
 	assert.Equal(t, "hi", reply, "the reply is decoded before the callback")
 	calls = append(calls, c)
 
 	c = p.Mux.GoFunc(bg, "fail", "no", nil, cb.fn)
-	require.Same(t, c, await(t, cb.ran, "the callback of a call that fails remotely"))
+	require.Same(t, c, rpctest.Await(t, cb.ran, "the callback of a call that fails remotely"))
 	var re *frame.RemoteError
 	require.ErrorAs(t, c.Err(), &re)
 	calls = append(calls, c)
@@ -88,7 +88,7 @@ func TestGoFuncCallsBackOnceHoweverTheCallEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg)
 	c = p.Mux.GoFunc(ctx, "block", nil, nil, cb.fn)
 	cancel()
-	require.Same(t, c, await(t, cb.ran, "the callback of a canceled call"))
+	require.Same(t, c, rpctest.Await(t, cb.ran, "the callback of a canceled call"))
 	assert.ErrorIs(t, c.Err(), context.Canceled)
 	calls = append(calls, c)
 
@@ -110,14 +110,14 @@ func TestGoFuncCallsBackOnceHoweverTheCallEnds(t *testing.T) {
 	started := []*mux.Call{p.Mux.GoFunc(bg, "block", nil, nil, cb.fn), p.Mux.GoFunc(live, "block", nil, nil, cb.fn)}
 	require.NoError(t, p.DeMux.Close())
 	for range started {
-		c := await(t, cb.ran, "the callback of a call whose stream died")
+		c := rpctest.Await(t, cb.ran, "the callback of a call whose stream died")
 		assert.ErrorIs(t, c.Err(), mux.ErrClosed)
 	}
 	calls = append(calls, started...)
 
 	// After the stream died, a call fails at once.
 	c = p.Mux.GoFunc(bg, "echo", "x", nil, cb.fn)
-	require.Same(t, c, await(t, cb.ran, "the callback of a call on a closed Mux"))
+	require.Same(t, c, rpctest.Await(t, cb.ran, "the callback of a call on a closed Mux"))
 	assert.ErrorIs(t, c.Err(), mux.ErrClosed)
 	calls = append(calls, c)
 
@@ -129,7 +129,7 @@ func TestGoFuncNilCallbackIsGo(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, futureRouter(), nil)
 	var reply string
 	c := p.Mux.GoFunc(context.Background(), "echo", "hi", &reply, nil)
-	await(t, c.Done(), "the call did not finish")
+	rpctest.Await(t, c.Done(), "the call did not finish")
 	require.NoError(t, c.Err())
 	assert.Equal(t, "hi", reply)
 }
@@ -165,11 +165,11 @@ func TestGoFuncCallbacksRaceCancelAndReply(t *testing.T) {
 		}
 		ended := 0
 		for ; ended < n-blocked; ended++ {
-			await(t, cb.ran, fmt.Sprintf("callback %d of %d", ended+1, n-blocked))
+			rpctest.Await(t, cb.ran, fmt.Sprintf("callback %d of %d", ended+1, n-blocked))
 		}
 		require.NoError(t, p.Mux.Close())
 		for ; ended < n; ended++ {
-			await(t, cb.ran, "the callback of a call failed by Close")
+			rpctest.Await(t, cb.ran, "the callback of a call failed by Close")
 		}
 		cb.exactlyOnce(calls...)
 	})
@@ -209,7 +209,7 @@ func TestGroupReturnsTheFirstErrorAndCancelsTheRest(t *testing.T) {
 		parked = append(parked, g.Go(p.Mux, "park", nil, nil))
 	}
 	for i := range 10 {
-		await(t, started, fmt.Sprintf("parked handler %d did not start", i))
+		rpctest.Await(t, started, fmt.Sprintf("parked handler %d did not start", i))
 	}
 	failed := g.Go(p.Mux, "fail", "first", nil)
 	err := awaitErr(t, g.Wait, "Wait did not return after a call failed")
@@ -221,11 +221,11 @@ func TestGroupReturnsTheFirstErrorAndCancelsTheRest(t *testing.T) {
 		assert.ErrorIs(t, c.Err(), context.Canceled, "parked call %d", i)
 	}
 	for i := range 10 {
-		await(t, canceled, fmt.Sprintf("parked handler %d was not told to cancel", i))
+		rpctest.Await(t, canceled, fmt.Sprintf("parked handler %d was not told to cancel", i))
 	}
 	// A call started after Wait fails at once, before it is sent.
 	late := g.Go(p.Mux, "echo", "x", nil)
-	await(t, late.Done(), "the late call did not finish")
+	rpctest.Await(t, late.Done(), "the late call did not finish")
 	assert.ErrorIs(t, late.Err(), mux.ErrNotSent)
 	assert.Equal(t, err, awaitErr(t, g.Wait, "a second Wait did not return"), "the first error stays the Group's")
 }
@@ -259,6 +259,6 @@ func TestGroupParksManyCallsWithoutAGoroutineEach(t *testing.T) {
 	close(gate)
 	waited := make(chan error, 1)
 	go func() { waited <- g.Wait() }()
-	require.NoError(t, await(t, waited, "Wait did not return after the handlers were released"))
+	require.NoError(t, rpctest.Await(t, waited, "Wait did not return after the handlers were released"))
 	assert.Equal(t, int32(n), handled.Load(), "handlers run")
 }

@@ -45,9 +45,9 @@ func FuzzMux(f *testing.F) {
 		s.Write(data)
 		s.Close()
 		for _, call := range calls {
-			await(t, call.Done(), "a call did not finish once the stream ended")
+			rpctest.Await(t, call.Done(), "a call did not finish once the stream ended")
 		}
 		m.Close()
-		await(t, drained, "the peer did not see the stream end after Close")
+		rpctest.Await(t, drained, "the peer did not see the stream end after Close")
 	})
 }

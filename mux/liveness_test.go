@@ -53,10 +53,10 @@ func TestKeepaliveFindsASilentPeer(t *testing.T) {
 			for i := range calls {
 				calls[i] = m.Go(context.Background(), "parked", i, nil)
 			}
-			await(t, m.Done(), "the Mux did not find its silent peer dead")
+			rpctest.Await(t, m.Done(), "the Mux did not find its silent peer dead")
 			t.Logf("a silent peer was found dead after %v (interval %v, timeout %v)", time.Since(start), testInterval, testTimeout)
 			for _, call := range calls {
-				await(t, call.Done(), "a call to the silent peer did not fail")
+				rpctest.Await(t, call.Done(), "a call to the silent peer did not fail")
 				assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 				assert.ErrorIs(t, call.Err(), channel.ErrUnresponsive)
 			}
@@ -101,7 +101,7 @@ func TestKeepaliveFindsAFrozenChild(t *testing.T) {
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	assert.ErrorIs(t, err, channel.ErrUnresponsive)
 	t.Logf("a frozen child was found dead after %v", time.Since(start))
-	await(t, m.Done(), "Done did not close")
+	rpctest.Await(t, m.Done(), "Done did not close")
 	cmd.Process.Signal(syscall.SIGCONT)
 	err = closeWithin(t, m)
 	var exit interface{ ExitCode() int }
@@ -118,7 +118,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- d.Serve() }()
 	defer d.Close()
-	err = await(t, served, "the server waited for ever for a preface")
+	err = rpctest.Await(t, served, "the server waited for ever for a preface")
 	assert.ErrorIs(t, err, channel.ErrTimeout)
 }
 
@@ -137,7 +137,7 @@ func TestFrameTimeout(t *testing.T) {
 	head := binary.BigEndian.AppendUint32(nil, frame.DefaultMaxFrameSize)
 	head = append(head, byte(frame.TypeRequest), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 'e', 'c', 'h', 'o', 1, 2, 3)
 	peer.Write(head)
-	err = await(t, served, "the server waited for ever for the rest of a frame")
+	err = rpctest.Await(t, served, "the server waited for ever for the rest of a frame")
 	assert.ErrorIs(t, err, channel.ErrTimeout)
 }
 
@@ -159,9 +159,9 @@ func TestServerKeepaliveCancelsTheHandlersOfASilentClient(t *testing.T) {
 	silent := rpctest.NewRaw(t, c)
 	silent.Preface()
 	silent.Send(rpctest.Request(1, "wait", nil))
-	err = await(t, served, "the server kept a silent client")
+	err = rpctest.Await(t, served, "the server kept a silent client")
 	assert.ErrorIs(t, err, channel.ErrUnresponsive)
-	assert.ErrorIs(t, await(t, ended, "the handler's context was not canceled"), context.Canceled)
+	assert.ErrorIs(t, rpctest.Await(t, ended, "the handler's context was not canceled"), context.Canceled)
 }
 
 func TestKeepaliveFindsAPeerThatStopsReading(t *testing.T) {
@@ -174,6 +174,6 @@ func TestKeepaliveFindsAPeerThatStopsReading(t *testing.T) {
 	m := mux.New(c, mux.Keepalive(testInterval, testTimeout))
 	defer m.Close()
 	call := m.Go(context.Background(), "big", make([]byte, 8<<20), nil)
-	await(t, call.Done(), "a call to a peer that stopped reading did not fail")
+	rpctest.Await(t, call.Done(), "a call to a peer that stopped reading did not fail")
 	assert.ErrorIs(t, call.Err(), channel.ErrUnresponsive)
 }

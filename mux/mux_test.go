@@ -73,7 +73,7 @@ func TestGoDeliversIntoReply(t *testing.T) {
 			calls[i] = p.Mux.Go(context.Background(), "echo", echoArgs{Seq: i}, &outs[i])
 		}
 		for i, c := range calls {
-			await(t, c.Done(), fmt.Sprintf("call %d did not finish", i))
+			rpctest.Await(t, c.Done(), fmt.Sprintf("call %d did not finish", i))
 			require.NoError(t, c.Err())
 			assert.Equal(t, i, outs[i].Seq)
 		}
@@ -109,7 +109,7 @@ func TestWorkersBoundConcurrency(t *testing.T) {
 			}()
 		}
 		for range workers {
-			await(t, started, "a handler did not start") // the pool is full now; any extra handler would raise peak
+			rpctest.Await(t, started, "a handler did not start") // the pool is full now; any extra handler would raise peak
 		}
 		close(gate)
 		awaitGroup(t, &wg, "the calls did not all return once the handlers were released")
@@ -139,7 +139,7 @@ func TestOneWorkerRunsOneCallersRequestsInOrder(t *testing.T) {
 		require.NoError(t, p.Mux.Call(context.Background(), "append", n, &last))
 		for _, c := range calls {
 			if c != nil {
-				await(t, c.Done(), "a call did not finish")
+				rpctest.Await(t, c.Done(), "a call did not finish")
 				require.NoError(t, c.Err())
 			}
 		}
@@ -238,11 +238,11 @@ func TestCancelReachesHandler(t *testing.T) {
 			cancel()
 			syncErr <- nil
 		}()
-		await(t, syncErr, "the handler did not start, so the call was not canceled")
-		await(t, call.Done(), "the canceled call did not finish")
+		rpctest.Await(t, syncErr, "the handler did not start, so the call was not canceled")
+		rpctest.Await(t, call.Done(), "the canceled call did not finish")
 		assert.ErrorIs(t, call.Err(), context.Canceled)
 		assert.NotErrorIs(t, call.Err(), mux.ErrClosed)
-		assert.ErrorIs(t, await(t, handlerErr, "the handler's context was not canceled"), context.Canceled, "the CANCEL frame cancels the handler's context")
+		assert.ErrorIs(t, rpctest.Await(t, handlerErr, "the handler's context was not canceled"), context.Canceled, "the CANCEL frame cancels the handler's context")
 
 		// The same through Call, and the Mux still serves its next caller.
 		ctx2, cancel2 := context.WithCancel(context.Background())
@@ -258,7 +258,7 @@ func TestCancelReachesHandler(t *testing.T) {
 		err := p.Mux.Call(ctx2, "wait", nil, &sync)
 		cancel2()
 		assert.ErrorIs(t, err, context.Canceled)
-		await(t, handlerErr, "the second call's handler's context was not canceled")
+		rpctest.Await(t, handlerErr, "the second call's handler's context was not canceled")
 		var out echoArgs
 		require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 9}, &out))
 		assert.Equal(t, 9, out.Seq)
@@ -271,7 +271,7 @@ func TestCanceledContextFailsBeforeSending(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, p.Mux.Call(ctx, "echo", echoArgs{}, nil), context.Canceled)
 	call := p.Mux.Go(ctx, "echo", echoArgs{}, nil)
-	await(t, call.Done(), "the call with a canceled context did not fail")
+	rpctest.Await(t, call.Done(), "the call with a canceled context did not fail")
 	assert.ErrorIs(t, call.Err(), context.Canceled)
 	assert.ErrorIs(t, p.Mux.Notify(ctx, "echo", echoArgs{}), context.Canceled)
 }
@@ -321,7 +321,7 @@ func TestStreamDeathFailsEveryParkedCaller(t *testing.T) {
 					go func() { errs <- p.Mux.Call(context.Background(), "park", nil, nil) }()
 				}
 				for range callers {
-					await(t, b.Started, "a parked call's handler did not start")
+					rpctest.Await(t, b.Started, "a parked call's handler did not start")
 				}
 				if how == "server closes" {
 					require.NoError(t, p.DeMux.Close())
@@ -329,7 +329,7 @@ func TestStreamDeathFailsEveryParkedCaller(t *testing.T) {
 					require.NoError(t, p.Mux.Close())
 				}
 				for range callers {
-					err := await(t, errs, "a parked call did not fail when the stream died")
+					err := rpctest.Await(t, errs, "a parked call did not fail when the stream died")
 					assert.ErrorIs(t, err, mux.ErrClosed)
 					if how == "server closes" {
 						assert.True(t, rpctest.IsHangUp(err), "cause is kept: %v", err)
@@ -339,7 +339,7 @@ func TestStreamDeathFailsEveryParkedCaller(t *testing.T) {
 				assert.ErrorIs(t, err, mux.ErrClosed, "later calls fail at once")
 				assert.ErrorIs(t, p.Mux.Notify(context.Background(), "park", nil), mux.ErrClosed)
 				call := p.Mux.Go(context.Background(), "park", nil, nil)
-				await(t, call.Done(), "a call after the stream died did not fail")
+				rpctest.Await(t, call.Done(), "a call after the stream died did not fail")
 				assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 				serveErr := awaitErr(t, p.Wait, "Serve did not return after the stream died")
 				if how == "mux closes" {
@@ -369,7 +369,7 @@ func TestNotifyRunsHandlerAndSendsNothing(t *testing.T) {
 		}))
 		p := rpctest.Start(t, kind, r, nil)
 		require.NoError(t, p.Mux.Notify(context.Background(), "note", "hello"))
-		assert.Equal(t, "hello", await(t, got, "the notification's handler did not run"))
+		assert.Equal(t, "hello", rpctest.Await(t, got, "the notification's handler did not run"))
 		require.NoError(t, p.Mux.Notify(context.Background(), "nothere", "hello"), "no reply, not even an error")
 		var out echoArgs
 		require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 1}, &out))
@@ -388,7 +388,7 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 			go func() { results <- p.Mux.Call(context.Background(), "park", nil, &replies[i]) }()
 		}
 		for range inflight {
-			await(t, b.Started, "a call's handler did not start")
+			rpctest.Await(t, b.Started, "a call's handler did not start")
 		}
 		shutdown := make(chan error, 1)
 		go func() { shutdown <- p.DeMux.Shutdown(context.Background()) }()
@@ -406,12 +406,12 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 		}
 		b.Release()
 		for range inflight {
-			require.NoError(t, await(t, results, "a call in flight did not finish during Shutdown"))
+			require.NoError(t, rpctest.Await(t, results, "a call in flight did not finish during Shutdown"))
 		}
 		for _, r := range replies {
 			assert.Equal(t, "released", r)
 		}
-		require.NoError(t, await(t, shutdown, "Shutdown did not return once the calls in flight finished"))
+		require.NoError(t, rpctest.Await(t, shutdown, "Shutdown did not return once the calls in flight finished"))
 		require.NoError(t, awaitErr(t, p.Wait, "Serve did not return after Shutdown"))
 	})
 }
@@ -422,11 +422,11 @@ func TestShutdownHonoursContext(t *testing.T) {
 		p := rpctest.Start(t, kind, b, nil)
 		result := make(chan error, 1)
 		go func() { result <- p.Mux.Call(context.Background(), "park", nil, nil) }()
-		await(t, b.Started, "the handler did not start")
+		rpctest.Await(t, b.Started, "the handler did not start")
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		assert.ErrorIs(t, p.DeMux.Shutdown(ctx), context.Canceled)
-		assert.ErrorIs(t, await(t, result, "the call in flight did not fail when Shutdown gave up"), mux.ErrClosed, "the stream was closed with the call in flight")
+		assert.ErrorIs(t, rpctest.Await(t, result, "the call in flight did not fail when Shutdown gave up"), mux.ErrClosed, "the stream was closed with the call in flight")
 		require.NoError(t, awaitErr(t, p.Wait, "Serve did not return after Shutdown gave up"))
 	})
 }
@@ -475,14 +475,14 @@ func TestNonPointerReplyFailsBeforeSending(t *testing.T) {
 		assert.Contains(t, err.Error(), "non-nil pointer")
 		assert.NotErrorIs(t, err, mux.ErrClosed)
 		c := p.Mux.Go(context.Background(), "effect", 1, reply)
-		await(t, c.Done(), "the call with a non-pointer reply did not fail")
+		rpctest.Await(t, c.Done(), "the call with a non-pointer reply did not fail")
 		assert.Contains(t, c.Err().Error(), "non-nil pointer")
 	}
 	// A call that does run comes after those on the stream: if they had
 	// been sent, their handlers would have run first.
 	var out int
 	require.NoError(t, p.Mux.Call(context.Background(), "effect", 1, &out))
-	await(t, ran, "the handler did not run for the call that was sent")
+	rpctest.Await(t, ran, "the handler did not run for the call that was sent")
 	assert.Empty(t, ran, "a call with a non-pointer reply reached the handler")
 }
 

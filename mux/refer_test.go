@@ -83,7 +83,7 @@ func TestGoCopiesALargeArgument(t *testing.T) {
 	p.read(got)
 	assert.Equal(t, want, got, "the request carries the bytes as they were when Go was called")
 	m.Close()
-	await(t, call.Done(), "the call did not finish after Close")
+	rpctest.Await(t, call.Done(), "the call did not finish after Close")
 }
 
 func TestCancelableCallCopiesALargeArgument(t *testing.T) {
@@ -95,7 +95,7 @@ func TestCancelableCallCopiesALargeArgument(t *testing.T) {
 	go func() { errs <- m.Call(ctx, "x", arg, nil) }()
 	_, n := p.requestHead() // the writer is in the middle of the request
 	cancel()
-	require.ErrorIs(t, await(t, errs, "the canceled call did not return"), context.Canceled)
+	require.ErrorIs(t, rpctest.Await(t, errs, "the canceled call did not return"), context.Canceled)
 	clear(arg) // Call has returned: the argument is the caller's again
 	got := make([]byte, n)
 	p.read(got)
@@ -120,7 +120,7 @@ func TestCallReferringToItsArgumentReturnsOnlyOnceItIsWritten(t *testing.T) {
 	got := make([]byte, n)
 	p.read(got)
 	assert.Equal(t, want, got, "the argument changed while the request was being written")
-	require.NoError(t, await(t, errs, "the call did not return once its request was written"))
+	require.NoError(t, rpctest.Await(t, errs, "the call did not return once its request was written"))
 }
 
 func TestLargeArgumentsRoundTrip(t *testing.T) {

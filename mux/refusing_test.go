@@ -27,10 +27,10 @@ func TestRefusingAfterGoAway(t *testing.T) {
 	default:
 	}
 	inFlight := p.Mux.Go(context.Background(), "parked", nil, nil)
-	await(t, b.Started, "the handler did not start")
+	rpctest.Await(t, b.Started, "the handler did not start")
 	shut := make(chan error, 1)
 	go func() { shut <- p.DeMux.Shutdown(context.Background()) }()
-	await(t, p.Mux.Refusing(), "Refusing was not closed after the peer's GOAWAY")
+	rpctest.Await(t, p.Mux.Refusing(), "Refusing was not closed after the peer's GOAWAY")
 	select {
 	case <-inFlight.Done():
 		t.Fatal("the call in flight finished before its handler was released")
@@ -42,7 +42,7 @@ func TestRefusingAfterGoAway(t *testing.T) {
 	require.True(t, errors.As(err, &re), "the error %v does not carry the GOAWAY's reason", err)
 	assert.Equal(t, frame.CodeShutdown, re.Code)
 	b.Release()
-	await(t, inFlight.Done(), "the call in flight did not finish after its handler was released")
+	rpctest.Await(t, inFlight.Done(), "the call in flight did not finish after its handler was released")
 	assert.NoError(t, inFlight.Err())
 	select {
 	case err := <-shut:
@@ -55,6 +55,6 @@ func TestRefusingAfterGoAway(t *testing.T) {
 func TestRefusingAfterClose(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, rpctest.NewBlocker(1), nil)
 	require.NoError(t, p.Mux.Close())
-	await(t, p.Mux.Refusing(), "Refusing was not closed by Close")
+	rpctest.Await(t, p.Mux.Refusing(), "Refusing was not closed by Close")
 	assert.ErrorIs(t, p.Mux.Call(context.Background(), "m", nil, nil), mux.ErrNotSent)
 }

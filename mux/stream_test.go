@@ -420,7 +420,7 @@ func TestCanceledStreamIsForgotten(t *testing.T) {
 	var v int
 	require.NoError(t, s.Recv(&v), "the stream runs")
 	cancel()
-	await(t, s.CallDone(), "the canceled stream's call did not end")
+	rpctest.Await(t, s.CallDone(), "the canceled stream's call did not end")
 	assert.Zero(t, p.Mux.Streams(), "the ended stream is still routed to")
 	_, err = recvAll(t, s) // items that came before the cancel, then its error
 	require.ErrorIs(t, err, context.Canceled)

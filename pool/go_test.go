@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/pool"
 )
 
@@ -24,7 +25,7 @@ func TestGoNeedsNoGoroutineWhileAConnectionIsReady(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for i, c := range calls {
-		await(t, c.Done(), "a call started with Go did not finish")
+		rpctest.Await(t, c.Done(), "a call started with Go did not finish")
 		require.NoError(t, c.Err())
 		seen[who[i]]++
 	}
@@ -49,7 +50,7 @@ func TestGoRetriesElsewhere(t *testing.T) {
 		calls[i] = p.Go(context.Background(), "work", 1, &who[i])
 	}
 	for i, c := range calls {
-		await(t, c.Done(), "a call started with Go did not finish")
+		rpctest.Await(t, c.Done(), "a call started with Go did not finish")
 		require.NoError(t, c.Err(), "call %d", i)
 		assert.Equal(t, b.name, who[i])
 	}

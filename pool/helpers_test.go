@@ -10,24 +10,13 @@ import (
 
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 	"github.com/muxrpc/muxrpc/pool"
 )
 
 // waitLimit bounds every wait in these tests; reaching it is the failure.
-const waitLimit = 10 * time.Second
-
-// await waits for ch or fails the test saying what did not happen.
-func await[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitLimit):
-		t.Fatalf("after %v: %s", waitLimit, what)
-		panic("unreachable")
-	}
-}
+const waitLimit = rpctest.WaitLimit
 
 // awaitGroup waits for wg or fails the test saying what did not happen.
 func awaitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
@@ -37,7 +26,7 @@ func awaitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 		wg.Wait()
 		close(done)
 	}()
-	await(t, done, what)
+	rpctest.Await(t, done, what)
 }
 
 // eventually calls cond every few milliseconds until it holds, failing
@@ -138,7 +127,7 @@ func startServerOn(t *testing.T, name string, started chan string, listen func()
 	}()
 	t.Cleanup(func() {
 		s.srv.Close()
-		await(t, served, "the server's Serve did not return after Close")
+		rpctest.Await(t, served, "the server's Serve did not return after Close")
 	})
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 	"github.com/muxrpc/muxrpc/pool"
 )
@@ -53,7 +54,7 @@ func TestGoNotifyCloseDoneErr(t *testing.T) {
 	p := dialPool(t, []*server{s})
 	var who string
 	c := p.Go(context.Background(), "who", struct{}{}, &who)
-	await(t, c.Done(), "the call started by Go did not finish")
+	rpctest.Await(t, c.Done(), "the call started by Go did not finish")
 	require.NoError(t, c.Err())
 	assert.Equal(t, "a", who)
 	require.NoError(t, p.Notify(context.Background(), "work", 1))
@@ -68,13 +69,13 @@ func TestGoNotifyCloseDoneErr(t *testing.T) {
 	}
 	require.NoError(t, p.Close())
 	require.NoError(t, p.Close())
-	await(t, p.Done(), "Done was not closed by Close")
+	rpctest.Await(t, p.Done(), "Done was not closed by Close")
 	assert.ErrorIs(t, p.Err(), mux.ErrClosed)
 	err := p.Call(context.Background(), "who", struct{}{}, nil)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	assert.ErrorIs(t, err, pool.ErrNotRun)
 	c = p.Go(context.Background(), "who", struct{}{}, nil)
-	await(t, c.Done(), "Go after Close did not finish at once")
+	rpctest.Await(t, c.Done(), "Go after Close did not finish at once")
 	assert.ErrorIs(t, c.Err(), mux.ErrClosed)
 	assert.ErrorIs(t, p.Notify(context.Background(), "work", 1), mux.ErrClosed)
 }
@@ -84,7 +85,7 @@ func TestCloseFailsCallsInFlight(t *testing.T) {
 	s.setWork(blockUntil(make(chan struct{}), "a"))
 	p := dialPool(t, []*server{s})
 	c := p.Go(context.Background(), "work", 1, nil)
-	await(t, s.started, "the handler did not start")
+	rpctest.Await(t, s.started, "the handler did not start")
 	p.Close()
 	select {
 	case <-c.Done():
@@ -126,14 +127,14 @@ func TestMaybeRanIsRetriedOnlyIfIdempotent(t *testing.T) {
 			}
 			var who string
 			c := p.Go(ctx, "work", 1, &who)
-			first := await(t, a.started, "the handler did not start")
+			first := rpctest.Await(t, a.started, "the handler did not start")
 			victim, other := a, b
 			if first == "b" {
 				victim, other = b, a
 			}
 			victim.srv.Close() // the connection dies with the call in flight
 			if !idem {
-				await(t, c.Done(), "the call did not fail when its connection died")
+				rpctest.Await(t, c.Done(), "the call did not fail when its connection died")
 				var pe *pool.Error
 				require.ErrorAs(t, c.Err(), &pe)
 				assert.True(t, pe.MaybeRan)
@@ -143,10 +144,10 @@ func TestMaybeRanIsRetriedOnlyIfIdempotent(t *testing.T) {
 				assert.NotErrorIs(t, c.Err(), pool.ErrNotRun)
 				return
 			}
-			second := await(t, a.started, "the idempotent call was not retried on the other server")
+			second := rpctest.Await(t, a.started, "the idempotent call was not retried on the other server")
 			assert.Equal(t, other.name, second)
 			close(gate)
-			await(t, c.Done(), "the retried call did not finish")
+			rpctest.Await(t, c.Done(), "the retried call did not finish")
 			require.NoError(t, c.Err())
 			assert.Equal(t, other.name, who)
 			assert.Equal(t, uint64(1), p.Stats().Retries)
@@ -163,7 +164,7 @@ func TestGoAwayDrainsAndReplaces(t *testing.T) {
 	p := dialPool(t, []*server{a, b})
 	eventually(t, "the Pool did not connect to both", func() bool { return p.Stats().Conns == 2 })
 	c := p.Go(context.Background(), "work", 1, nil)
-	first := await(t, a.started, "the handler did not start")
+	first := rpctest.Await(t, a.started, "the handler did not start")
 	victim, other := a, b
 	if first == "b" {
 		victim, other = b, a
@@ -179,9 +180,9 @@ func TestGoAwayDrainsAndReplaces(t *testing.T) {
 	}
 	assert.Equal(t, before+20, other.calls.Load())
 	close(gate)
-	await(t, c.Done(), "the call in flight on the draining connection did not finish")
+	rpctest.Await(t, c.Done(), "the call in flight on the draining connection did not finish")
 	assert.NoError(t, c.Err(), "a call in flight when its server sent GOAWAY is answered")
-	assert.NoError(t, await(t, shut, "Shutdown did not return once the Pool's call finished"))
+	assert.NoError(t, rpctest.Await(t, shut, "Shutdown did not return once the Pool's call finished"))
 }
 
 func TestRetryBudgetStopsStorms(t *testing.T) {
@@ -308,12 +309,12 @@ func TestSetAsideEndpointIsProbedByOneConnection(t *testing.T) {
 	// The first round: each slot fails once or more; then probes only.
 	var last time.Time
 	for i := range 3 * k {
-		last = await(t, d.dials, "the bad endpoint was not dialed again")
+		last = rpctest.Await(t, d.dials, "the bad endpoint was not dialed again")
 		_ = i
 	}
 	d.maxRun.Store(0)
 	for i := range 8 {
-		at := await(t, d.dials, "the set-aside endpoint was not probed")
+		at := rpctest.Await(t, d.dials, "the set-aside endpoint was not probed")
 		gap := at.Sub(last)
 		last = at
 		// Set aside after 3 failures: probes come one at a time, at
@@ -378,7 +379,7 @@ func TestDroppedEndpointDrains(t *testing.T) {
 	defer p.Close()
 	var who string
 	c := p.Go(context.Background(), "work", 1, &who)
-	await(t, a.started, "the handler did not start")
+	rpctest.Await(t, a.started, "the handler did not start")
 	addrs.Store(&[]string{b.addr})
 	var other string
 	eventually(t, "the Pool did not move to the new endpoint", func() bool {
@@ -394,7 +395,7 @@ func TestDroppedEndpointDrains(t *testing.T) {
 	default:
 	}
 	close(gate)
-	await(t, c.Done(), "the call in flight on the dropped endpoint did not finish")
+	rpctest.Await(t, c.Done(), "the call in flight on the dropped endpoint did not finish")
 	require.NoError(t, c.Err())
 	assert.Equal(t, "a", who)
 }

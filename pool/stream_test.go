@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 	"github.com/muxrpc/muxrpc/pool"
 )
@@ -78,7 +79,7 @@ func TestStreamKeepsItsDrainingConnection(t *testing.T) {
 	var who string
 	require.NoError(t, s.Reply(&who))
 	assert.Equal(t, "a", who)
-	assert.NoError(t, await(t, shut, "Shutdown did not return once the stream was over"))
+	assert.NoError(t, rpctest.Await(t, shut, "Shutdown did not return once the stream was over"))
 }
 
 // TestStreamAfterClose checks that Stream fails at once after Close, and
@@ -96,7 +97,7 @@ func TestStreamAfterClose(t *testing.T) {
 	require.NoError(t, p.Close())
 	_, err = recvInts(t, s)
 	assert.ErrorIs(t, err, mux.ErrClosed, "the stream in flight ended with the Pool")
-	await(t, s.Done(), "the stream was not over after Close")
+	rpctest.Await(t, s.Done(), "the stream was not over after Close")
 
 	_, err = p.Stream(context.Background(), "count", 3)
 	assert.ErrorIs(t, err, pool.ErrNotRun)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 	"github.com/muxrpc/muxrpc/pool"
 )
@@ -61,7 +62,7 @@ func TestWaitForReadyWaitsForAServerToComeBack(t *testing.T) {
 	default:
 	}
 	startServerAt(t, "a2", addr)
-	r := await(t, got, "the call made WaitForReady did not finish once the server came back")
+	r := rpctest.Await(t, got, "the call made WaitForReady did not finish once the server came back")
 	require.NoError(t, r.err)
 	assert.Equal(t, "a2", r.who)
 }
@@ -120,7 +121,7 @@ func TestDialWaitForReady(t *testing.T) {
 		done <- dialed{p, err}
 	}()
 	for range 2 { // a plain Dial would have returned after the first
-		await(t, failed, "Dial made WaitForReady did not dial again after a failure")
+		rpctest.Await(t, failed, "Dial made WaitForReady did not dial again after a failure")
 	}
 	select {
 	case d := <-done:
@@ -128,7 +129,7 @@ func TestDialWaitForReady(t *testing.T) {
 	default:
 	}
 	startServerAt(t, "late", addr)
-	d := await(t, done, "Dial made WaitForReady did not return once the server listened")
+	d := rpctest.Await(t, done, "Dial made WaitForReady did not return once the server listened")
 	require.NoError(t, d.err)
 	defer d.p.Close()
 	var who string

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 )
 
 // TestSystemsCloseCleanly runs every system of BenchmarkCall over every
@@ -44,7 +46,7 @@ func TestSystemsCloseCleanly(t *testing.T) {
 				}
 				called := make(chan struct{})
 				go func() { wg.Wait(); close(called) }()
-				await(t, called, "the callers did not finish their calls")
+				rpctest.Await(t, called, "the callers did not finish their calls")
 				close(errs)
 				for err := range errs {
 					t.Error(err)
@@ -75,17 +77,4 @@ func waitGoroutines(t *testing.T, n int) {
 }
 
 // waitLimit bounds every wait of these tests.
-const waitLimit = 10 * time.Second
-
-// await returns the next value from ch, failing the test with what did not
-// happen if none comes within waitLimit.
-func await[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitLimit):
-		t.Fatalf("after %v: %s", waitLimit, what)
-		panic("unreachable")
-	}
-}
+const waitLimit = rpctest.WaitLimit
