@@ -1,6 +1,7 @@
 package rpctest
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -21,4 +22,14 @@ func Await[T any](t testing.TB, ch <-chan T, what string) T {
 		t.Fatalf("after %v: %s", WaitLimit, what)
 		panic("unreachable")
 	}
+}
+
+// Context returns a context that ends after WaitLimit, or when the test
+// ends, for the calls a test makes on its own goroutine: a call that hangs
+// then fails with context.DeadlineExceeded instead of holding the test
+// until go test's timeout.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), WaitLimit)
+	t.Cleanup(cancel)
+	return ctx
 }
