@@ -52,9 +52,10 @@ func TestQueuedFramesLeaveInFewWrites(t *testing.T) {
 	require.NoError(t, err)
 	rwc := &countingRWC{ReadWriteCloser: a}
 	c := channel.New(rwc, channel.Config{})
+	ctx := rpctest.Context(t)
 	const n = 1000 // 14 bytes each: all fit in the writer's buffer
 	for i := range n {
-		require.NoError(t, c.Send(context.Background(), cancelFrame(uint64(i+1))))
+		require.NoError(t, c.Send(ctx, cancelFrame(uint64(i+1))))
 	}
 	done := serve(c)
 	peer := rpctest.NewRaw(t, b)
@@ -66,7 +67,7 @@ func TestQueuedFramesLeaveInFewWrites(t *testing.T) {
 	// The writer took all n frames at once: they leave in writes of 32
 	// frames, so that a peer can start on the first while the rest follow.
 	assert.Equal(t, int64(1+(n+31)/32), rwc.writes.Load(), "the preface, then one write per 32 frames")
-	require.NoError(t, c.Drain(context.Background()))
+	require.NoError(t, c.Drain(ctx))
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
 	b.Close()
@@ -78,7 +79,7 @@ func TestDrainWaitsForTheWrite(t *testing.T) {
 	done := serve(c)
 	peer := rpctest.NewRaw(t, b)
 	drained := make(chan error, 1)
-	require.NoError(t, c.Send(context.Background(), cancelFrame(7)))
+	require.NoError(t, c.Send(rpctest.Context(t), cancelFrame(7)))
 	go func() { drained <- c.Drain(context.Background()) }()
 	require.NoError(t, peer.R.ReadPreface())
 	assert.Equal(t, uint64(7), peer.Read().XID)
@@ -179,7 +180,7 @@ func newFullQueue(t *testing.T) *fullQueue {
 		c.Close()
 		rpctest.Await(t, q.served, "Serve did not return after Close")
 	})
-	require.NoError(t, c.Send(context.Background(), cancelFrame(1)))
+	require.NoError(t, c.Send(rpctest.Context(t), cancelFrame(1)))
 	return q
 }
 
@@ -217,7 +218,7 @@ func TestSendControlGoesPastAFullQueue(t *testing.T) {
 	bigDone, smallDone := q.line(context.Background())
 	// A control frame is queued at once, ahead of the waiting line, while
 	// the queue is within its slack.
-	require.NoError(t, q.c.SendControl(context.Background(), cancelFrame(4)))
+	require.NoError(t, q.c.SendControl(rpctest.Context(t), cancelFrame(4)))
 	assert.Equal(t, 2, q.c.Waiting(), "the line is untouched")
 
 	// Past the slack it waits like any Send (here: until its ctx ends).
@@ -294,12 +295,13 @@ func TestOversizedSendLeavesTheConnAlive(t *testing.T) {
 	defer b.Close()
 	c := channel.New(a, channel.Config{MaxFrameSize: 64})
 	defer c.Close()
+	ctx := rpctest.Context(t)
 	f := &frame.Frame{Type: frame.TypeResponse, XID: 1}
 	require.NoError(t, f.EncodePayload(make([]byte, 100)))
-	require.ErrorIs(t, c.Send(context.Background(), f), frame.ErrTooLarge)
+	require.ErrorIs(t, c.Send(ctx, f), frame.ErrTooLarge)
 	assert.Nil(t, f.Payload, "the payload was released")
 	require.NoError(t, c.Err())
-	require.NoError(t, c.Send(context.Background(), cancelFrame(1)))
+	require.NoError(t, c.Send(ctx, cancelFrame(1)))
 }
 
 func TestServeEdges(t *testing.T) {
@@ -310,7 +312,7 @@ func TestServeEdges(t *testing.T) {
 		c := channel.New(a, channel.Config{})
 		require.NoError(t, c.Close())
 		require.ErrorIs(t, rpctest.Await(t, serve(c), "Serve did not return on a closed Conn"), channel.ErrClosed)
-		require.ErrorIs(t, c.Send(context.Background(), cancelFrame(1)), channel.ErrClosed)
+		require.ErrorIs(t, c.Send(rpctest.Context(t), cancelFrame(1)), channel.ErrClosed)
 		rpctest.Await(t, c.Done(), "Done was not closed after Close")
 	})
 	t.Run("serve twice", func(t *testing.T) {

@@ -2,7 +2,6 @@ package channel_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -28,8 +27,9 @@ func queued(t *testing.T, cfg channel.Config, fs ...frame.Frame) []byte {
 	require.NoError(t, err)
 	cfg.QueueDelay = -1 // the peer reads raw bytes: it answers no PING
 	c := channel.New(a, cfg)
+	ctx := rpctest.Context(t)
 	for i := range fs {
-		require.NoError(t, c.Send(context.Background(), &fs[i]))
+		require.NoError(t, c.Send(ctx, &fs[i]))
 	}
 	done := serve(c)
 	got := make(chan []byte, 1)
@@ -37,7 +37,7 @@ func queued(t *testing.T, cfg channel.Config, fs ...frame.Frame) []byte {
 		all, _ := io.ReadAll(b)
 		got <- all
 	}()
-	require.NoError(t, c.Drain(context.Background()))
+	require.NoError(t, c.Drain(ctx))
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
 	all := rpctest.Await(t, got, "the peer did not read to the end of the stream")
@@ -313,7 +313,7 @@ func TestPacedChunksWaitForTheReader(t *testing.T) {
 		})
 	}()
 	sent := serve(sender)
-	ctx := context.Background()
+	ctx := rpctest.Context(t)
 	stuck := response(1, 10)
 	require.NoError(t, sender.Send(ctx, &stuck))
 	big := response(2, 1<<20)
@@ -398,10 +398,11 @@ func chunkPieces(t *testing.T, chunk int, fs ...frame.Frame) []int {
 	c := channel.New(a, channel.Config{ChunkSize: chunk, QueueDelay: time.Minute, QueueBytes: 64 << 20})
 	peer := pongingPeer(b)
 	done := serve(c)
+	ctx := rpctest.Context(t)
 	for i := range fs {
-		require.NoError(t, c.Send(context.Background(), &fs[i]))
+		require.NoError(t, c.Send(ctx, &fs[i]))
 	}
-	require.NoError(t, c.Drain(context.Background()))
+	require.NoError(t, c.Drain(ctx))
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, rpctest.Await(t, done, "Serve did not return after Close"), channel.ErrClosed)
 	var frames []rawFrame

@@ -265,17 +265,18 @@ func TestLifecycleEdges(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 		d := demux.New(s, echo())
-		require.NoError(t, d.Shutdown(context.Background()))
+		require.NoError(t, d.Shutdown(rpctest.Context(t)))
 		require.NoError(t, d.Serve())
 	})
 	t.Run("shutdown idle", func(t *testing.T) {
 		p := rpctest.Start(t, transport.TCP, echo(), nil)
+		ctx := rpctest.Context(t)
 		var s string
-		require.NoError(t, p.Mux.Call(context.Background(), "echo", "x", &s))
-		require.NoError(t, p.DeMux.Shutdown(context.Background()))
+		require.NoError(t, p.Mux.Call(ctx, "echo", "x", &s))
+		require.NoError(t, p.DeMux.Shutdown(ctx))
 		require.NoError(t, waitServe(t, p))
-		require.NoError(t, p.DeMux.Shutdown(context.Background()), "twice is fine")
-		err := p.Mux.Call(context.Background(), "echo", "x", &s)
+		require.NoError(t, p.DeMux.Shutdown(ctx), "twice is fine")
+		err := p.Mux.Call(ctx, "echo", "x", &s)
 		assert.ErrorIs(t, err, mux.ErrClosed)
 	})
 }
@@ -286,7 +287,7 @@ func TestNotifyErrorsAreLogged(t *testing.T) {
 	r := demux.NewRouter()
 	r.Handle("oops", demux.Func(func(context.Context, int) (int, error) { return 0, errors.New("nobody hears this") }))
 	p := rpctest.Start(t, transport.Pipe, r, []demux.Option{demux.Logger(slog.New(h))})
-	require.NoError(t, p.Mux.Notify(context.Background(), "oops", 1))
+	require.NoError(t, p.Mux.Notify(rpctest.Context(t), "oops", 1))
 	rec := awaitRecord(t, records, "nobody hears this")
 	assert.Contains(t, rec, "method=oops")
 }
@@ -314,7 +315,7 @@ func TestHandlerPanicIsLoggedWithMethodAndStack(t *testing.T) {
 	r := demux.NewRouter()
 	r.Handle("boom", demux.Func(func(context.Context, int) (int, error) { panic("kaboom") }))
 	p := rpctest.Start(t, transport.Pipe, r, []demux.Option{demux.Logger(slog.New(h))})
-	err := p.Mux.Call(context.Background(), "boom", 1, nil)
+	err := p.Mux.Call(rpctest.Context(t), "boom", 1, nil)
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodePanic, re.Code)
@@ -338,8 +339,9 @@ func TestPeerFromContext(t *testing.T) {
 	_, ok := demux.PeerFromContext(context.Background())
 	assert.False(t, ok)
 
+	ctx := rpctest.Context(t)
 	tcp := rpctest.Start(t, transport.TCP, h, nil)
-	require.NoError(t, tcp.Mux.Call(context.Background(), "who", nil, nil))
+	require.NoError(t, tcp.Mux.Call(ctx, "who", nil, nil))
 	p := recv(t, peers, "the handler's report of its peer")
 	require.IsType(t, &net.TCPAddr{}, p.RemoteAddr)
 	assert.True(t, p.RemoteAddr.(*net.TCPAddr).IP.IsLoopback())
@@ -347,7 +349,7 @@ func TestPeerFromContext(t *testing.T) {
 	assert.Nil(t, p.TLS)
 
 	pipe := rpctest.Start(t, transport.Pipe, h, nil)
-	require.NoError(t, pipe.Mux.Call(context.Background(), "who", nil, nil))
+	require.NoError(t, pipe.Mux.Call(ctx, "who", nil, nil))
 	p = recv(t, peers, "the handler's report of its peer")
 	assert.Nil(t, p.RemoteAddr, "OS pipes have no address")
 }
@@ -379,7 +381,7 @@ func TestHandlerContextEndsWhenHandlerReturns(t *testing.T) {
 		return nil, nil
 	})
 	p := rpctest.Start(t, transport.Pipe, h, nil)
-	require.NoError(t, p.Mux.Call(context.Background(), "x", nil, nil))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "x", nil, nil))
 	ctx := recv(t, kept, "the handler's report of its context")
 	recv(t, ctx.Done(), "the handler's context ending")
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
@@ -389,9 +391,10 @@ func TestGoroutinesAreReusedAndStopped(t *testing.T) {
 	// Sequential calls in goroutine-per-request mode reuse an idle
 	// goroutine; goleak in TestMain checks they all exit with the DeMux.
 	p := rpctest.Start(t, transport.Pipe, echo(), nil)
+	ctx := rpctest.Context(t)
 	for i := range 100 {
 		var s string
-		require.NoError(t, p.Mux.Call(context.Background(), "echo", fmt.Sprint(i), &s))
+		require.NoError(t, p.Mux.Call(ctx, "echo", fmt.Sprint(i), &s))
 		require.Equal(t, fmt.Sprint(i), s)
 	}
 	// A goroutine per request would leave up to 100 runners parked (they

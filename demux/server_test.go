@@ -26,6 +26,7 @@ import (
 
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 )
 
@@ -181,7 +182,7 @@ func TestServerOverTLS(t *testing.T) {
 		if cert != nil {
 			cfg.Certificates = []tls.Certificate{*cert}
 		}
-		m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.TLS(cfg))
+		m, err := mux.Dial(rpctest.Context(t), "tcp", ln.Addr().String(), mux.TLS(cfg))
 		require.NoError(t, err)
 		t.Cleanup(func() { m.Close() })
 		return m
@@ -194,7 +195,7 @@ func TestServerOverTLS(t *testing.T) {
 			Certificates: []tls.Certificate{serverCert},
 			MinVersion:   tls.VersionTLS13,
 		}))
-		_, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.TLS(&tls.Config{MinVersion: tls.VersionTLS13}))
+		_, err := mux.Dial(rpctest.Context(t), "tcp", ln.Addr().String(), mux.TLS(&tls.Config{MinVersion: tls.VersionTLS13}))
 		var unknown x509.UnknownAuthorityError
 		require.ErrorAs(t, err, &unknown)
 		assert.Contains(t, err.Error(), "TLS handshake")
@@ -247,7 +248,7 @@ func TestServerOverTLS(t *testing.T) {
 			MinVersion:   tls.VersionTLS13,
 		}))
 		m := dialTLS(t, ln, &clientCert)
-		require.NoError(t, m.Call(context.Background(), "who", nil, nil))
+		require.NoError(t, m.Call(rpctest.Context(t), "who", nil, nil))
 		assert.Equal(t, "client", recv(t, names, "the handler did not report the certificate"))
 	})
 }
@@ -381,7 +382,7 @@ func TestServerClose(t *testing.T) {
 	assert.ErrorIs(t, waitCall(t, inFlight, "the in-flight call's end"), mux.ErrClosed)
 	require.ErrorIs(t, served.wait(t), demux.ErrServerClosed)
 	require.NoError(t, s.Close(), "a second Close")
-	require.NoError(t, s.Shutdown(context.Background()), "Shutdown after Close")
+	require.NoError(t, s.Shutdown(rpctest.Context(t)), "Shutdown after Close")
 }
 
 func TestServeAfterCloseReturnsAtOnce(t *testing.T) {

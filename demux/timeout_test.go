@@ -16,6 +16,7 @@ import (
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
 	"github.com/muxrpc/muxrpc/frame"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 )
 
@@ -62,7 +63,7 @@ func TestIdleTimeoutShutsDownAQuietConnection(t *testing.T) {
 		assert.GreaterOrEqual(t, time.Since(start), idle)
 		require.NoError(t, recv(t, served, "Serve's return"), "Serve returns nil, as after Shutdown")
 		requireGoneAway(t, callEcho(m, "after"))
-		require.NoError(t, d.Shutdown(context.Background()), "Shutdown after the idle shutdown")
+		require.NoError(t, d.Shutdown(rpctest.Context(t)), "Shutdown after the idle shutdown")
 	})
 	t.Run("no request at all", func(t *testing.T) {
 		s := demux.NewServer(echo(), demux.IdleTimeout(idle))

@@ -50,7 +50,7 @@ func TestAuthKey(t *testing.T) {
 					d.Close()
 				}()
 				var got string
-				err = m.Call(context.Background(), "greet", "you", &got)
+				err = m.Call(rpctest.Context(t), "greet", "you", &got)
 				if c.works {
 					require.NoError(t, err)
 					assert.Equal(t, "hi you", got)

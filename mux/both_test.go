@@ -145,7 +145,7 @@ func TestNestedCallbacksManyLevelsDeep(t *testing.T) {
 				d.Close()
 			}()
 			var got string
-			require.NoError(t, m.Call(context.Background(), "s.down", 7, &got))
+			require.NoError(t, m.Call(rpctest.Context(t), "s.down", 7, &got))
 			assert.Equal(t, "scscscsc", got)
 
 			// Many chains at once.
@@ -183,7 +183,7 @@ func TestNestedCallbacksWithOneWorkerEachSide(t *testing.T) {
 		d.Close()
 	}()
 	var got string
-	require.NoError(t, m.Call(context.Background(), "s.down", 1, &got))
+	require.NoError(t, m.Call(rpctest.Context(t), "s.down", 1, &got))
 	assert.Equal(t, "sc", got)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -213,7 +213,7 @@ func TestFromContext(t *testing.T) {
 		return nil, nil
 	}))
 	p := rpctest.Start(t, transport.Pipe, r, nil)
-	require.NoError(t, p.Mux.Call(context.Background(), "same", nil, nil))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "same", nil, nil))
 	pair := rpctest.Await(t, got, "the handler did not run")
 	require.NotNil(t, pair[0])
 	assert.Same(t, pair[0], pair[1], "one connection, one Mux")
@@ -221,7 +221,7 @@ func TestFromContext(t *testing.T) {
 	// A server-side Mux fails at once once its connection is gone.
 	p.Mux.Close()
 	rpctest.Await(t, pair[0].Done(), "the server's Mux did not see the connection end")
-	err := pair[0].Call(context.Background(), "x", nil, nil)
+	err := pair[0].Call(rpctest.Context(t), "x", nil, nil)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 }
 
@@ -256,14 +256,14 @@ func TestServerPushesNotificationsToSubscribers(t *testing.T) {
 			news <- fmt.Sprintf("client %d got %s", i, s)
 			return nil, nil
 		}))
-		m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), demux.Handle(onNews))
+		m, err := mux.Dial(rpctest.Context(t), "tcp", ln.Addr().String(), demux.Handle(onNews))
 		require.NoError(t, err)
 		defer m.Close()
-		require.NoError(t, m.Call(context.Background(), "subscribe", nil, nil))
+		require.NoError(t, m.Call(rpctest.Context(t), "subscribe", nil, nil))
 	}
 	mu.Lock()
 	for _, m := range subscribers {
-		require.NoError(t, m.Notify(context.Background(), "news", "extra"))
+		require.NoError(t, m.Notify(rpctest.Context(t), "news", "extra"))
 	}
 	mu.Unlock()
 	var got []string
@@ -282,7 +282,7 @@ func TestDoneAndErrWithoutACall(t *testing.T) {
 	m := mux.New(c)
 	defer m.Close()
 	var got string
-	require.NoError(t, m.Call(context.Background(), "s.echo", "x", &got))
+	require.NoError(t, m.Call(rpctest.Context(t), "s.echo", "x", &got))
 	select {
 	case <-m.Done():
 		t.Fatal("Done is closed while the stream is alive")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/mux"
 )
 
@@ -175,7 +176,7 @@ func TestChildCrashFailsPendingCalls(t *testing.T) {
 	waitCall(t, c, "the call whose handler crashed the child")
 	require.ErrorIs(t, c.Err(), mux.ErrClosed)
 	assert.ErrorIs(t, c.Err(), io.EOF, "the cause is the child's stdout ending")
-	require.ErrorIs(t, m.Call(context.Background(), "echo", echoArgs{}, nil), mux.ErrClosed, "later calls fail at once")
+	require.ErrorIs(t, m.Call(rpctest.Context(t), "echo", echoArgs{}, nil), mux.ErrClosed, "later calls fail at once")
 
 	err := closeWithin(t, m)
 	var exit *exec.ExitError

@@ -106,7 +106,7 @@ func TestWrongPeerFailsCalls(t *testing.T) {
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		m, srv := fakeServer(t, kind)
 		srv.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
-		err := m.Call(context.Background(), "x", nil, nil)
+		err := m.Call(rpctest.Context(t), "x", nil, nil)
 		assert.ErrorIs(t, err, mux.ErrClosed)
 		assert.ErrorIs(t, err, frame.ErrBadPreface)
 		assert.Contains(t, err.Error(), "looks like HTTP")
@@ -127,7 +127,7 @@ func TestSilentPeerFailsCallsAfterTheHandshakeTimeout(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	m, err := mux.Dial(context.Background(), "tcp", ln.Addr().String(), mux.HandshakeTimeout(50*time.Millisecond))
+	m, err := mux.Dial(rpctest.Context(t), "tcp", ln.Addr().String(), mux.HandshakeTimeout(50*time.Millisecond))
 	require.NoError(t, err)
 	defer m.Close()
 	silent := rpctest.Await(t, accepted, "the listener did not accept the Mux's connection")
@@ -200,7 +200,7 @@ func TestWriteErrorFailsCalls(t *testing.T) {
 	defer s.Close()
 	m := mux.New(&failingWriter{ReadWriteCloser: c, n: len(frame.Preface) + 5})
 	defer m.Close()
-	err = m.Call(context.Background(), "x", nil, nil)
+	err = m.Call(rpctest.Context(t), "x", nil, nil)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	assert.ErrorIs(t, err, errInjected)
 }
@@ -237,7 +237,7 @@ func TestBlockedWriterDoesNotWedgeCallersOrClose(t *testing.T) {
 	err := m.Call(ctx, "x", nil, nil)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, m.Close(), "Close unblocks the writer and returns")
-	assert.ErrorIs(t, m.Call(context.Background(), "x", nil, nil), mux.ErrClosed)
+	assert.ErrorIs(t, m.Call(rpctest.Context(t), "x", nil, nil), mux.ErrClosed)
 }
 
 func TestFullSendQueueHonoursContext(t *testing.T) {
@@ -309,7 +309,7 @@ func TestErrNotSentOnlyForRequestsNeverWritten(t *testing.T) {
 		assert.ErrorIs(t, call.Err(), mux.ErrClosed)
 		assert.ErrorIs(t, call.Err(), mux.ErrNotSent, "a request still in the queue was never written")
 	}
-	later := m.Call(context.Background(), "later", nil, nil)
+	later := m.Call(rpctest.Context(t), "later", nil, nil)
 	assert.ErrorIs(t, later, mux.ErrNotSent)
 	assert.ErrorIs(t, later, mux.ErrClosed)
 }
@@ -325,7 +325,7 @@ func TestErrNotSentBeforeSending(t *testing.T) {
 	assert.ErrorIs(t, err, mux.ErrNotSent)
 	assert.ErrorIs(t, err, context.Canceled)
 
-	err = m.Call(context.Background(), "x", make(chan int), nil)
+	err = m.Call(rpctest.Context(t), "x", make(chan int), nil)
 	assert.ErrorIs(t, err, mux.ErrNotSent, "arguments that do not encode")
 
 	// A call sent before the GOAWAY is answered as the server chooses; one
@@ -339,7 +339,7 @@ func TestErrNotSentBeforeSending(t *testing.T) {
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodeShutdown, re.Code, "refused by the server: did not run")
-	err = m.Notify(context.Background(), "after", nil)
+	err = m.Notify(rpctest.Context(t), "after", nil)
 	assert.ErrorIs(t, err, mux.ErrNotSent)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	assert.ErrorAs(t, err, &re)

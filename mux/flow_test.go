@@ -32,7 +32,7 @@ func flowEcho(notified chan<- string) demux.Handler {
 func TestPriorityAndKeyReachTheHandler(t *testing.T) {
 	notified := make(chan string, 1)
 	p := rpctest.Start(t, transport.Pipe, flowEcho(notified), nil)
-	bg := context.Background()
+	bg := rpctest.Context(t)
 	for _, tc := range []struct {
 		ctx  context.Context
 		want string
@@ -61,7 +61,7 @@ func TestTooLongKeyFailsBeforeSending(t *testing.T) {
 		ran.Add(1)
 		return nil, nil
 	}), nil)
-	ctx := mux.WithKey(context.Background(), strings.Repeat("x", frame.MaxKeyLen+1))
+	ctx := mux.WithKey(rpctest.Context(t), strings.Repeat("x", frame.MaxKeyLen+1))
 	check := func(how string, err error) {
 		t.Helper()
 		assert.True(t, errors.Is(err, mux.ErrNotSent), "%s: %v does not wrap ErrNotSent", how, err)
@@ -72,7 +72,7 @@ func TestTooLongKeyFailsBeforeSending(t *testing.T) {
 	c := p.Mux.Go(ctx, "m", nil, nil)
 	rpctest.Await(t, c.Done(), "the Go call failed")
 	check("Go", c.Err())
-	require.NoError(t, p.Mux.Call(context.Background(), "m", nil, nil), "the Mux goes on")
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "m", nil, nil), "the Mux goes on")
 	assert.Equal(t, int32(1), ran.Load(), "a handler ran for a request with a too long key")
 }
 

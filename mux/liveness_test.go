@@ -83,7 +83,7 @@ func TestKeepaliveSparesABusyPeer(t *testing.T) {
 			p := rpctest.Start(t, kind, r, []demux.Option{demux.Keepalive(testInterval, testTimeout)},
 				mux.Keepalive(testInterval, testTimeout))
 			var got []byte
-			require.NoError(t, p.Mux.Call(context.Background(), "slow", 8<<20, &got))
+			require.NoError(t, p.Mux.Call(rpctest.Context(t), "slow", 8<<20, &got))
 			assert.Len(t, got, 8<<20)
 			assert.NoError(t, p.Mux.Err())
 		})
@@ -97,7 +97,7 @@ func TestKeepaliveFindsAFrozenChild(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGSTOP))
 	defer cmd.Process.Signal(syscall.SIGCONT)
 	start := time.Now()
-	err := m.Call(context.Background(), "echo", echoArgs{Seq: 1}, nil)
+	err := m.Call(rpctest.Context(t), "echo", echoArgs{Seq: 1}, nil)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	assert.ErrorIs(t, err, channel.ErrUnresponsive)
 	t.Logf("a frozen child was found dead after %v", time.Since(start))

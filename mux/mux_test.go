@@ -130,13 +130,13 @@ func TestOneWorkerRunsOneCallersRequestsInOrder(t *testing.T) {
 		calls := make([]*mux.Call, n)
 		for i := range n {
 			if i%2 == 0 {
-				require.NoError(t, p.Mux.Notify(context.Background(), "append", i))
+				require.NoError(t, p.Mux.Notify(rpctest.Context(t), "append", i))
 				continue
 			}
 			calls[i] = p.Mux.Go(context.Background(), "append", i, nil)
 		}
 		var last int
-		require.NoError(t, p.Mux.Call(context.Background(), "append", n, &last))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "append", n, &last))
 		for _, c := range calls {
 			if c != nil {
 				rpctest.Await(t, c.Done(), "a call did not finish")
@@ -164,7 +164,7 @@ func TestRemoteErrors(t *testing.T) {
 	}))
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, r, nil)
-		ctx := context.Background()
+		ctx := rpctest.Context(t)
 		cases := []struct {
 			method string
 			args   any
@@ -205,14 +205,14 @@ func TestPanicComesBackWithTrace(t *testing.T) {
 	r.Handle("ok", demux.Func(func(_ context.Context, n int) (int, error) { return n, nil }))
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, r, []demux.Option{demux.Workers(1)})
-		err := p.Mux.Call(context.Background(), "panic", 1, nil)
+		err := p.Mux.Call(rpctest.Context(t), "panic", 1, nil)
 		var re *frame.RemoteError
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, frame.CodePanic, re.Code)
 		assert.Equal(t, "handler blew up", re.Message)
 		assert.Contains(t, re.Trace, "mux_test.panicky")
 		var n int
-		require.NoError(t, p.Mux.Call(context.Background(), "ok", 2, &n))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "ok", 2, &n))
 		assert.Equal(t, 2, n)
 	})
 }
@@ -260,7 +260,7 @@ func TestCancelReachesHandler(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		rpctest.Await(t, handlerErr, "the second call's handler's context was not canceled")
 		var out echoArgs
-		require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 9}, &out))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Seq: 9}, &out))
 		assert.Equal(t, 9, out.Seq)
 	})
 }
@@ -335,9 +335,9 @@ func TestStreamDeathFailsEveryParkedCaller(t *testing.T) {
 						assert.True(t, rpctest.IsHangUp(err), "cause is kept: %v", err)
 					}
 				}
-				err := p.Mux.Call(context.Background(), "park", nil, nil)
+				err := p.Mux.Call(rpctest.Context(t), "park", nil, nil)
 				assert.ErrorIs(t, err, mux.ErrClosed, "later calls fail at once")
-				assert.ErrorIs(t, p.Mux.Notify(context.Background(), "park", nil), mux.ErrClosed)
+				assert.ErrorIs(t, p.Mux.Notify(rpctest.Context(t), "park", nil), mux.ErrClosed)
 				call := p.Mux.Go(context.Background(), "park", nil, nil)
 				rpctest.Await(t, call.Done(), "a call after the stream died did not fail")
 				assert.ErrorIs(t, call.Err(), mux.ErrClosed)
@@ -368,11 +368,11 @@ func TestNotifyRunsHandlerAndSendsNothing(t *testing.T) {
 			return "dropped", errors.New("dropped too")
 		}))
 		p := rpctest.Start(t, kind, r, nil)
-		require.NoError(t, p.Mux.Notify(context.Background(), "note", "hello"))
+		require.NoError(t, p.Mux.Notify(rpctest.Context(t), "note", "hello"))
 		assert.Equal(t, "hello", rpctest.Await(t, got, "the notification's handler did not run"))
-		require.NoError(t, p.Mux.Notify(context.Background(), "nothere", "hello"), "no reply, not even an error")
+		require.NoError(t, p.Mux.Notify(rpctest.Context(t), "nothere", "hello"), "no reply, not even an error")
 		var out echoArgs
-		require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 1}, &out))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Seq: 1}, &out))
 		assert.Equal(t, 1, out.Seq)
 	})
 }
@@ -396,7 +396,7 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 		// New calls fail: refused by the server until the GOAWAY arrives,
 		// then at once by the Mux. Both carry CodeShutdown.
 		for {
-			err := p.Mux.Call(context.Background(), "park", nil, nil)
+			err := p.Mux.Call(rpctest.Context(t), "park", nil, nil)
 			var re *frame.RemoteError
 			require.ErrorAs(t, err, &re)
 			require.Equal(t, frame.CodeShutdown, re.Code)
@@ -435,10 +435,10 @@ func TestOversizedArgsFailOnlyThatCall(t *testing.T) {
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, echoRouter(), []demux.Option{demux.MaxFrameSize(4096)}, mux.MaxFrameSize(4096))
 		var out echoArgs
-		err := p.Mux.Call(context.Background(), "echo", echoArgs{Data: make([]byte, 5000)}, &out)
+		err := p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Data: make([]byte, 5000)}, &out)
 		assert.ErrorIs(t, err, frame.ErrTooLarge)
 		assert.NotErrorIs(t, err, mux.ErrClosed)
-		require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 3, Data: make([]byte, 3000)}, &out))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Seq: 3, Data: make([]byte, 3000)}, &out))
 		assert.Equal(t, 3, out.Seq)
 	})
 }
@@ -448,12 +448,12 @@ func TestOversizedResultIsAnsweredWithAnError(t *testing.T) {
 	r.Handle("big", demux.Func(func(_ context.Context, n int) ([]byte, error) { return make([]byte, n), nil }))
 	p := rpctest.Start(t, transport.Pipe, r, []demux.Option{demux.MaxFrameSize(4096)}, mux.MaxFrameSize(4096))
 	var out []byte
-	err := p.Mux.Call(context.Background(), "big", 5000, &out)
+	err := p.Mux.Call(rpctest.Context(t), "big", 5000, &out)
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodeInternal, re.Code)
 	assert.Contains(t, re.Message, "too large")
-	require.NoError(t, p.Mux.Call(context.Background(), "big", 100, &out))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "big", 100, &out))
 	assert.Len(t, out, 100)
 }
 
@@ -470,7 +470,7 @@ func TestNonPointerReplyFailsBeforeSending(t *testing.T) {
 	var value int
 	var nilPtr *int
 	for _, reply := range []any{value, nilPtr} {
-		err := p.Mux.Call(context.Background(), "effect", 1, reply)
+		err := p.Mux.Call(rpctest.Context(t), "effect", 1, reply)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "non-nil pointer")
 		assert.NotErrorIs(t, err, mux.ErrClosed)
@@ -481,7 +481,7 @@ func TestNonPointerReplyFailsBeforeSending(t *testing.T) {
 	// A call that does run comes after those on the stream: if they had
 	// been sent, their handlers would have run first.
 	var out int
-	require.NoError(t, p.Mux.Call(context.Background(), "effect", 1, &out))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "effect", 1, &out))
 	rpctest.Await(t, ran, "the handler did not run for the call that was sent")
 	assert.Empty(t, ran, "a call with a non-pointer reply reached the handler")
 }
@@ -489,17 +489,17 @@ func TestNonPointerReplyFailsBeforeSending(t *testing.T) {
 func TestReplyDecodeErrorIsTheCallersOnly(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, echoRouter(), nil)
 	var wrong int
-	err := p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 1}, &wrong)
+	err := p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Seq: 1}, &wrong)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `call "echo": decoding the reply into *int`, "the error names the method and the Go type")
 	var out echoArgs
-	require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: 2}, &out))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Seq: 2}, &out))
 }
 
 func TestUnencodableArgs(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, echoRouter(), nil)
-	err := p.Mux.Call(context.Background(), "echo", make(chan int), nil)
+	err := p.Mux.Call(rpctest.Context(t), "echo", make(chan int), nil)
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, mux.ErrClosed)
-	require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{}, nil))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{}, nil))
 }

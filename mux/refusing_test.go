@@ -36,7 +36,7 @@ func TestRefusingAfterGoAway(t *testing.T) {
 		t.Fatal("the call in flight finished before its handler was released")
 	default:
 	}
-	err := p.Mux.Call(context.Background(), "late", nil, nil)
+	err := p.Mux.Call(rpctest.Context(t), "late", nil, nil)
 	require.ErrorIs(t, err, mux.ErrNotSent)
 	var re *frame.RemoteError
 	require.True(t, errors.As(err, &re), "the error %v does not carry the GOAWAY's reason", err)
@@ -56,5 +56,5 @@ func TestRefusingAfterClose(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, rpctest.NewBlocker(1), nil)
 	require.NoError(t, p.Mux.Close())
 	rpctest.Await(t, p.Mux.Refusing(), "Refusing was not closed by Close")
-	assert.ErrorIs(t, p.Mux.Call(context.Background(), "m", nil, nil), mux.ErrNotSent)
+	assert.ErrorIs(t, p.Mux.Call(rpctest.Context(t), "m", nil, nil), mux.ErrNotSent)
 }

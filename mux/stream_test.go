@@ -130,7 +130,7 @@ func recvAll(t *testing.T, s *mux.Stream) ([]int, error) {
 func TestStreamResults(t *testing.T) {
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, echoRouter(), nil)
-		s, err := p.Mux.Stream(context.Background(), "count", 1000)
+		s, err := p.Mux.Stream(rpctest.Context(t), "count", 1000)
 		require.NoError(t, err)
 		got, err := recvAll(t, s)
 		require.ErrorIs(t, err, io.EOF)
@@ -149,7 +149,7 @@ func TestStreamResults(t *testing.T) {
 func TestStreamArguments(t *testing.T) {
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, echoRouter(), nil)
-		s, err := p.Mux.Stream(context.Background(), "sum", nil)
+		s, err := p.Mux.Stream(rpctest.Context(t), "sum", nil)
 		require.NoError(t, err)
 		want := 0
 		for i := range 1000 {
@@ -167,7 +167,7 @@ func TestStreamArguments(t *testing.T) {
 func TestStreamBothWays(t *testing.T) {
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, echoRouter(), nil)
-		s, err := p.Mux.Stream(context.Background(), "double", nil)
+		s, err := p.Mux.Stream(rpctest.Context(t), "double", nil)
 		require.NoError(t, err)
 		defer s.Close()
 		// One at a time, each answer before the next item: the two
@@ -188,7 +188,7 @@ func TestStreamBothWays(t *testing.T) {
 
 func TestStreamHandlerError(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, echoRouter(), nil)
-	s, err := p.Mux.Stream(context.Background(), "fail", 3)
+	s, err := p.Mux.Stream(rpctest.Context(t), "fail", 3)
 	require.NoError(t, err)
 	got, err := recvAll(t, s)
 	assert.Equal(t, []int{0, 1, 2}, got, "the items before the error")
@@ -201,7 +201,7 @@ func TestStreamHandlerError(t *testing.T) {
 func TestStreamLargeItemsArriveWhole(t *testing.T) {
 	rpctest.Each(t, func(t *testing.T, kind transport.Kind) {
 		p := rpctest.Start(t, kind, echoRouter(), nil)
-		s, err := p.Mux.Stream(context.Background(), "blob", [2]int{20, 200 << 10})
+		s, err := p.Mux.Stream(rpctest.Context(t), "blob", [2]int{20, 200 << 10})
 		require.NoError(t, err)
 		defer s.Close()
 		want := bytes.Repeat([]byte{'b'}, 200<<10)
@@ -231,7 +231,7 @@ func TestSlowConsumerStopsProducer(t *testing.T) {
 	}))
 	r.Handle("echo", demux.Func(func(_ context.Context, a echoArgs) (echoArgs, error) { return a, nil }))
 	p := rpctest.Start(t, transport.TCP, r, nil)
-	s, err := p.Mux.Stream(context.Background(), "produce", nil)
+	s, err := p.Mux.Stream(rpctest.Context(t), "produce", nil)
 	require.NoError(t, err)
 	take := func(n int) {
 		t.Helper()
@@ -249,7 +249,7 @@ func TestSlowConsumerStopsProducer(t *testing.T) {
 	// yielded more.
 	for i := range 10 {
 		var out echoArgs
-		require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{Seq: i}, &out))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{Seq: i}, &out))
 	}
 	assert.Empty(t, produced, "the handler yielded past the window")
 	for i := range mux.DefaultStreamWindow / 2 {
@@ -259,7 +259,7 @@ func TestSlowConsumerStopsProducer(t *testing.T) {
 	}
 	take(mux.DefaultStreamWindow / 2) // the WANT for 8 lets 8 more go
 	var out echoArgs
-	require.NoError(t, p.Mux.Call(context.Background(), "echo", echoArgs{}, &out))
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", echoArgs{}, &out))
 	assert.Empty(t, produced, "the handler yielded past what was granted")
 	require.NoError(t, s.Close())
 }
@@ -282,7 +282,7 @@ func TestSlowHandlerStopsPusher(t *testing.T) {
 		return n, nil
 	}))
 	p := rpctest.Start(t, transport.Pipe, r, nil)
-	s, err := p.Mux.Stream(context.Background(), "slow", nil)
+	s, err := p.Mux.Stream(rpctest.Context(t), "slow", nil)
 	require.NoError(t, err)
 	for i := range demux.DefaultPushWindow {
 		require.NoError(t, s.Send(i), "item %d is within the window", i)
@@ -363,7 +363,7 @@ func TestCallProgress(t *testing.T) {
 		p := rpctest.Start(t, kind, echoRouter(), nil)
 		var steps []int
 		var n int
-		err := p.Mux.CallProgress(context.Background(), "steps", 5, &n, func(pr *mux.Progress) {
+		err := p.Mux.CallProgress(rpctest.Context(t), "steps", 5, &n, func(pr *mux.Progress) {
 			var step int
 			require.NoError(t, pr.Decode(&step))
 			steps = append(steps, step)
@@ -374,7 +374,7 @@ func TestCallProgress(t *testing.T) {
 
 		// A plain call to the same method: the reports are dropped at the
 		// handler's end, the result comes.
-		require.NoError(t, p.Mux.Call(context.Background(), "steps", 5, &n))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "steps", 5, &n))
 		assert.Equal(t, 5, n)
 	})
 }
@@ -382,7 +382,7 @@ func TestCallProgress(t *testing.T) {
 func TestYieldToAPlainCall(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, echoRouter(), nil)
 	var reply string
-	err := p.Mux.Call(context.Background(), "count", 3, &reply)
+	err := p.Mux.Call(rpctest.Context(t), "count", 3, &reply)
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Message, demux.ErrNotStream.Error())
@@ -390,13 +390,13 @@ func TestYieldToAPlainCall(t *testing.T) {
 
 func TestStreamOverAChildProcess(t *testing.T) {
 	m, _ := startChild(t, "echo")
-	s, err := m.Stream(context.Background(), "count", 500)
+	s, err := m.Stream(rpctest.Context(t), "count", 500)
 	require.NoError(t, err)
 	got, err := recvAll(t, s)
 	require.ErrorIs(t, err, io.EOF)
 	require.Len(t, got, 500)
 	assert.Equal(t, 499, got[499])
-	s2, err := m.Stream(context.Background(), "sum", nil)
+	s2, err := m.Stream(rpctest.Context(t), "sum", nil)
 	require.NoError(t, err)
 	for i := range 100 {
 		require.NoError(t, s2.Send(i))

@@ -57,7 +57,7 @@ func TestGoNotifyCloseDoneErr(t *testing.T) {
 	rpctest.Await(t, c.Done(), "the call started by Go did not finish")
 	require.NoError(t, c.Err())
 	assert.Equal(t, "a", who)
-	require.NoError(t, p.Notify(context.Background(), "work", 1))
+	require.NoError(t, p.Notify(rpctest.Context(t), "work", 1))
 	eventually(t, "the notification did not reach the server", func() bool { return s.calls.Load() == 2 })
 	close(got)
 
@@ -71,13 +71,13 @@ func TestGoNotifyCloseDoneErr(t *testing.T) {
 	require.NoError(t, p.Close())
 	rpctest.Await(t, p.Done(), "Done was not closed by Close")
 	assert.ErrorIs(t, p.Err(), mux.ErrClosed)
-	err := p.Call(context.Background(), "who", struct{}{}, nil)
+	err := p.Call(rpctest.Context(t), "who", struct{}{}, nil)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 	assert.ErrorIs(t, err, pool.ErrNotRun)
 	c = p.Go(context.Background(), "who", struct{}{}, nil)
 	rpctest.Await(t, c.Done(), "Go after Close did not finish at once")
 	assert.ErrorIs(t, c.Err(), mux.ErrClosed)
-	assert.ErrorIs(t, p.Notify(context.Background(), "work", 1), mux.ErrClosed)
+	assert.ErrorIs(t, p.Notify(rpctest.Context(t), "work", 1), mux.ErrClosed)
 }
 
 func TestCloseFailsCallsInFlight(t *testing.T) {
@@ -101,9 +101,10 @@ func TestOverloadedIsRetriedElsewhere(t *testing.T) {
 	busy.setWork(overloaded)
 	p := dialPool(t, []*server{busy, ok})
 	eventually(t, "the Pool did not connect to both", func() bool { return p.Stats().Conns == 2 })
+	ctx := rpctest.Context(t)
 	for range 50 {
 		var who string
-		require.NoError(t, p.Call(context.Background(), "work", 1, &who))
+		require.NoError(t, p.Call(ctx, "work", 1, &who))
 		assert.Equal(t, "ok", who)
 	}
 	st := p.Stats()
@@ -173,9 +174,10 @@ func TestGoAwayDrainsAndReplaces(t *testing.T) {
 	go func() { shut <- victim.srv.Shutdown(context.Background()) }()
 	eventually(t, "the Pool kept the connection whose server sent GOAWAY", func() bool { return p.Stats().Conns == 1 })
 	before := other.calls.Load()
+	ctx := rpctest.Context(t)
 	for range 20 {
 		var who string
-		require.NoError(t, p.Call(context.Background(), "who", struct{}{}, &who))
+		require.NoError(t, p.Call(ctx, "who", struct{}{}, &who))
 		assert.Equal(t, other.name, who)
 	}
 	assert.Equal(t, before+20, other.calls.Load())
@@ -190,8 +192,9 @@ func TestRetryBudgetStopsStorms(t *testing.T) {
 	s.setWork(overloaded)
 	p := dialPool(t, []*server{s}, pool.MaxAttempts(5), pool.RetryBudget(10, 0.1))
 	const calls = 100
+	ctx := rpctest.Context(t)
 	for range calls {
-		err := p.Call(context.Background(), "work", 1, nil)
+		err := p.Call(ctx, "work", 1, nil)
 		require.ErrorIs(t, err, pool.ErrNotRun)
 		var re *frame.RemoteError
 		require.ErrorAs(t, err, &re)
@@ -221,13 +224,14 @@ func TestDeadlineBoundsRetries(t *testing.T) {
 func TestBadArgumentsAreNotRetried(t *testing.T) {
 	s := startServer(t, "a")
 	p := dialPool(t, []*server{s})
-	err := p.Call(context.Background(), "work", make(chan int), nil)
+	ctx := rpctest.Context(t)
+	err := p.Call(ctx, "work", make(chan int), nil)
 	require.ErrorIs(t, err, pool.ErrNotRun)
 	assert.ErrorIs(t, err, mux.ErrNotSent)
 	assert.Zero(t, p.Stats().Retries)
 	// A handler's own error is returned as it is.
 	s.setWork(func(context.Context) (string, error) { return "", errors.New("no") })
-	err = p.Call(context.Background(), "work", 1, nil)
+	err = p.Call(ctx, "work", 1, nil)
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodeApplication, re.Code)
@@ -240,7 +244,7 @@ func TestDialFailsWhenNothingAnswers(t *testing.T) {
 	addr := s.addr
 	s.srv.Close() // nothing listens there any more
 	start := time.Now()
-	_, err := pool.Dial(context.Background(), "tcp", pool.Static(addr), pool.Backoff(time.Millisecond, 5*time.Millisecond))
+	_, err := pool.Dial(rpctest.Context(t), "tcp", pool.Static(addr), pool.Backoff(time.Millisecond, 5*time.Millisecond))
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 5*time.Second)
 	t.Log(err)
@@ -251,8 +255,11 @@ func TestUnavailableFailsFast(t *testing.T) {
 	p := dialPool(t, []*server{s})
 	s.srv.Close()
 	eventually(t, "calls did not fail with ErrUnavailable once the only server was gone", func() bool {
-		err := p.Call(context.Background(), "who", struct{}{}, nil)
-		return errors.Is(err, pool.ErrUnavailable) && errors.Is(err, pool.ErrNotRun)
+		ctx := rpctest.Context(t)
+		err := p.Call(ctx, "who", struct{}{}, nil)
+		// Fast, on its own: a call that waited until ctx ended would
+		// wrap ErrUnavailable too.
+		return ctx.Err() == nil && errors.Is(err, pool.ErrUnavailable) && errors.Is(err, pool.ErrNotRun)
 	})
 }
 
@@ -265,7 +272,7 @@ func TestServerComesBack(t *testing.T) {
 	s2 := startServerAt(t, "a2", addr)
 	eventually(t, "the Pool did not reconnect to the server that came back", func() bool {
 		var who string
-		return p.Call(context.Background(), "who", struct{}{}, &who) == nil && who == "a2"
+		return p.Call(rpctest.Context(t), "who", struct{}{}, &who) == nil && who == "a2"
 	})
 	_ = s2
 }
@@ -332,34 +339,36 @@ func TestResolverChanges(t *testing.T) {
 	var addrs atomic.Pointer[[]string]
 	addrs.Store(&[]string{a.addr})
 	r := resolverFunc(func(context.Context) ([]string, error) { return *addrs.Load(), nil })
-	p, err := pool.Dial(context.Background(), "tcp", r, pool.ResolveEvery(20*time.Millisecond), fastKeepalive)
+	p, err := pool.Dial(rpctest.Context(t), "tcp", r, pool.ResolveEvery(20*time.Millisecond), fastKeepalive)
 	require.NoError(t, err)
 	defer p.Close()
 	var who string
-	require.NoError(t, p.Call(context.Background(), "who", struct{}{}, &who))
+	require.NoError(t, p.Call(rpctest.Context(t), "who", struct{}{}, &who))
 	assert.Equal(t, "a", who)
 	addrs.Store(&[]string{b.addr})
 	eventually(t, "the Pool did not move to the new endpoint", func() bool {
 		st := p.Stats()
 		return st.Endpoints == 1 && st.Conns == 1 &&
-			p.Call(context.Background(), "who", struct{}{}, &who) == nil && who == "b"
+			p.Call(rpctest.Context(t), "who", struct{}{}, &who) == nil && who == "b"
 	})
 	// An error or an empty list keeps the endpoints.
 	addrs.Store(&[]string{})
+	ctx := rpctest.Context(t)
 	for range 5 {
-		require.NoError(t, p.Call(context.Background(), "who", struct{}{}, &who))
+		require.NoError(t, p.Call(ctx, "who", struct{}{}, &who))
 		assert.Equal(t, "b", who)
 	}
 }
 
 func TestDNSResolver(t *testing.T) {
-	addrs, err := pool.DNS("localhost:7000", "192.0.2.1:7001").Resolve(context.Background())
+	ctx := rpctest.Context(t)
+	addrs, err := pool.DNS("localhost:7000", "192.0.2.1:7001").Resolve(ctx)
 	require.NoError(t, err)
 	assert.Contains(t, addrs, "192.0.2.1:7001")
 	assert.Greater(t, len(addrs), 1, "localhost did not resolve: %v", addrs)
-	_, err = pool.DNS("no-port").Resolve(context.Background())
+	_, err = pool.DNS("no-port").Resolve(ctx)
 	assert.Error(t, err)
-	addrs, err = pool.Static("x:1", "y:2").Resolve(context.Background())
+	addrs, err = pool.Static("x:1", "y:2").Resolve(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"x:1", "y:2"}, addrs)
 }
@@ -374,7 +383,7 @@ func TestDroppedEndpointDrains(t *testing.T) {
 	var addrs atomic.Pointer[[]string]
 	addrs.Store(&[]string{a.addr})
 	r := resolverFunc(func(context.Context) ([]string, error) { return *addrs.Load(), nil })
-	p, err := pool.Dial(context.Background(), "tcp", r, pool.ResolveEvery(20*time.Millisecond), fastKeepalive)
+	p, err := pool.Dial(rpctest.Context(t), "tcp", r, pool.ResolveEvery(20*time.Millisecond), fastKeepalive)
 	require.NoError(t, err)
 	defer p.Close()
 	var who string
@@ -383,10 +392,11 @@ func TestDroppedEndpointDrains(t *testing.T) {
 	addrs.Store(&[]string{b.addr})
 	var other string
 	eventually(t, "the Pool did not move to the new endpoint", func() bool {
-		return p.Call(context.Background(), "who", struct{}{}, &other) == nil && other == "b"
+		return p.Call(rpctest.Context(t), "who", struct{}{}, &other) == nil && other == "b"
 	})
+	ctx := rpctest.Context(t)
 	for range 10 {
-		require.NoError(t, p.Call(context.Background(), "who", struct{}{}, &other))
+		require.NoError(t, p.Call(ctx, "who", struct{}{}, &other))
 		assert.Equal(t, "b", other, "a call went to the dropped endpoint")
 	}
 	select {
@@ -407,7 +417,7 @@ func TestConnectionLossResolvesAgain(t *testing.T) {
 		resolves.Add(1)
 		return []string{s.addr}, nil
 	})
-	p, err := pool.Dial(context.Background(), "tcp", r, pool.ResolveEvery(time.Hour), fastKeepalive)
+	p, err := pool.Dial(rpctest.Context(t), "tcp", r, pool.ResolveEvery(time.Hour), fastKeepalive)
 	require.NoError(t, err)
 	defer p.Close()
 	require.Equal(t, int32(1), resolves.Load())
@@ -428,8 +438,9 @@ func TestShutdownRefusalsAreRetriedOutsideTheBudget(t *testing.T) {
 			p := dialPool(t, []*server{refusing, ok}, pool.RetryBudget(2, 0.001))
 			eventually(t, "the Pool did not connect to both", func() bool { return p.Stats().Conns == 2 })
 			failed := 0
+			ctx := rpctest.Context(t)
 			for range 100 {
-				if err := p.Call(context.Background(), "work", 1, nil); err != nil {
+				if err := p.Call(ctx, "work", 1, nil); err != nil {
 					require.ErrorIs(t, err, pool.ErrNotRun)
 					failed++
 				}
@@ -512,7 +523,7 @@ func TestRestartedServerIsFoundQuickly(t *testing.T) {
 	p := dialPool(t, []*server{s}, pool.Backoff(0, 0))
 	s.srv.Close()
 	eventually(t, "calls did not fail while the server was down", func() bool {
-		return errors.Is(p.Call(context.Background(), "who", struct{}{}, nil), pool.ErrUnavailable)
+		return errors.Is(p.Call(rpctest.Context(t), "who", struct{}{}, nil), pool.ErrUnavailable)
 	})
 	// Down long enough for the backoff to reach its cap.
 	eventually(t, "the Pool did not keep trying", func() bool { return p.Stats().DialFailures >= 5 })
@@ -520,7 +531,7 @@ func TestRestartedServerIsFoundQuickly(t *testing.T) {
 	back := time.Now()
 	var who string
 	eventually(t, "the Pool did not find the restarted server", func() bool {
-		return p.Call(context.Background(), "who", struct{}{}, &who) == nil && who == "a2"
+		return p.Call(rpctest.Context(t), "who", struct{}{}, &who) == nil && who == "a2"
 	})
 	took := time.Since(back)
 	t.Logf("the first call succeeded %v after the server came back", took.Round(time.Millisecond))

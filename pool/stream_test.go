@@ -39,8 +39,9 @@ func TestStreamOverThePool(t *testing.T) {
 	p := dialPool(t, ss)
 	eventually(t, "the Pool did not connect to both", func() bool { return p.Stats().Conns == 2 })
 	names := map[string]int{}
+	ctx := rpctest.Context(t)
 	for range 20 {
-		s, err := p.Stream(context.Background(), "count", 5)
+		s, err := p.Stream(ctx, "count", 5)
 		require.NoError(t, err)
 		got, err := recvInts(t, s)
 		require.NoError(t, err)
@@ -63,7 +64,7 @@ func TestStreamKeepsItsDrainingConnection(t *testing.T) {
 	a := startServer(t, "a")
 	a.setWork(blockUntil(gate, "a"))
 	p := dialPool(t, []*server{a})
-	s, err := p.Stream(context.Background(), "count", 3)
+	s, err := p.Stream(rpctest.Context(t), "count", 3)
 	require.NoError(t, err)
 	defer s.Close()
 	var first int
@@ -90,7 +91,8 @@ func TestStreamAfterClose(t *testing.T) {
 	a := startServer(t, "a")
 	a.setWork(blockUntil(gate, "a"))
 	p := dialPool(t, []*server{a})
-	s, err := p.Stream(context.Background(), "count", 3)
+	ctx := rpctest.Context(t)
+	s, err := p.Stream(ctx, "count", 3)
 	require.NoError(t, err)
 	var first int
 	require.NoError(t, s.Recv(&first))
@@ -99,7 +101,7 @@ func TestStreamAfterClose(t *testing.T) {
 	assert.ErrorIs(t, err, mux.ErrClosed, "the stream in flight ended with the Pool")
 	rpctest.Await(t, s.Done(), "the stream was not over after Close")
 
-	_, err = p.Stream(context.Background(), "count", 3)
+	_, err = p.Stream(ctx, "count", 3)
 	assert.ErrorIs(t, err, pool.ErrNotRun)
 	assert.ErrorIs(t, err, mux.ErrClosed)
 }

@@ -39,7 +39,7 @@ func TestWaitForReadyWaitsForAServerToComeBack(t *testing.T) {
 	addr := s.addr
 	s.srv.Close()
 	eventually(t, "calls did not fail with ErrUnavailable once the only server was gone", func() bool {
-		err := p.Call(context.Background(), "who", struct{}{}, nil)
+		err := p.Call(rpctest.Context(t), "who", struct{}{}, nil)
 		return errors.Is(err, pool.ErrNotRun) && errors.Is(err, pool.ErrUnavailable)
 	})
 
@@ -75,7 +75,7 @@ func TestWaitForReadyEndsWithItsContext(t *testing.T) {
 	p := dialPool(t, []*server{s})
 	s.srv.Close()
 	eventually(t, "calls did not fail with ErrUnavailable once the only server was gone", func() bool {
-		return errors.Is(p.Call(context.Background(), "who", struct{}{}, nil), pool.ErrUnavailable)
+		return errors.Is(p.Call(rpctest.Context(t), "who", struct{}{}, nil), pool.ErrUnavailable)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -103,8 +103,10 @@ func TestDialWaitForReady(t *testing.T) {
 		return m, err
 	}
 	opts := []pool.Option{pool.Backoff(time.Millisecond, 10*time.Millisecond), pool.DialFunc(dial)}
-	_, err := pool.Dial(context.Background(), "tcp", pool.Static(addr), opts...)
+	plain := rpctest.Context(t)
+	_, err := pool.Dial(plain, "tcp", pool.Static(addr), opts...)
 	require.Error(t, err, "nothing listens yet")
+	require.NoError(t, plain.Err(), "a plain Dial gave up on its own, before its context ended")
 	for len(failed) > 0 {
 		<-failed
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/muxrpc/muxrpc/channel"
 	"github.com/muxrpc/muxrpc/demux"
+	"github.com/muxrpc/muxrpc/internal/rpctest"
 	"github.com/muxrpc/muxrpc/internal/toxitest"
 	"github.com/muxrpc/muxrpc/mux"
 	"go.uber.org/goleak"
@@ -126,7 +127,7 @@ func TestBandwidth(t *testing.T) {
 				t.Fatalf("the Mux ended after the transfer: %v", err)
 			}
 			var echo []byte
-			if err := m.Call(context.Background(), "echo", []byte("after"), &echo); err != nil || string(echo) != "after" {
+			if err := m.Call(rpctest.Context(t), "echo", []byte("after"), &echo); err != nil || string(echo) != "after" {
 				t.Fatalf("a call after the transfer: %q, %v", echo, err)
 			}
 		})
