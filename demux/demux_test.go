@@ -443,10 +443,10 @@ func TestRequestBytesEchoesWithoutCopying(t *testing.T) {
 		}
 
 		var s string
-		require.NoError(t, p.Mux.Call(t.Context(), "echo", "abcdef", &s))
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), "echo", "abcdef", &s))
 		assert.Equal(t, "def", s)
 
-		err := p.Mux.Call(t.Context(), "echo", 42, nil)
+		err := p.Mux.Call(rpctest.Context(t), "echo", 42, nil)
 		var re *frame.RemoteError
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, frame.CodeBadRequest, re.Code)
@@ -469,11 +469,11 @@ func TestFuncResultThroughMiddleware(t *testing.T) {
 	p := rpctest.Start(t, transport.Pipe, router, nil)
 	for _, method := range []string{"add", "logged"} {
 		var got int
-		require.NoError(t, p.Mux.Call(t.Context(), method, sum{2, 3}, &got), method)
+		require.NoError(t, p.Mux.Call(rpctest.Context(t), method, sum{2, 3}, &got), method)
 		assert.Equal(t, 5, got, method)
 	}
 	assert.Equal(t, 5, seen)
-	err := p.Mux.Call(t.Context(), "add", "not a sum", nil)
+	err := p.Mux.Call(rpctest.Context(t), "add", "not a sum", nil)
 	var re *frame.RemoteError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, frame.CodeBadRequest, re.Code)
@@ -490,14 +490,14 @@ func TestUnencodableResultIsAnInternalError(t *testing.T) {
 	router.Handle("ok", demux.Func(func(context.Context, struct{}) (int, error) { return 7, nil }))
 	p := rpctest.Start(t, transport.Pipe, router, nil)
 	for _, method := range []string{"plain", "typed"} {
-		err := p.Mux.Call(t.Context(), method, struct{}{}, nil)
+		err := p.Mux.Call(rpctest.Context(t), method, struct{}{}, nil)
 		var re *frame.RemoteError
 		require.ErrorAs(t, err, &re, method)
 		assert.Equal(t, frame.CodeInternal, re.Code, method)
 		assert.Contains(t, re.Message, "result of "+method, method)
 	}
 	var n int
-	require.NoError(t, p.Mux.Call(t.Context(), "ok", nil, &n), "the stream is still usable")
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "ok", nil, &n), "the stream is still usable")
 	assert.Equal(t, 7, n)
 }
 
@@ -509,10 +509,10 @@ func TestNotifyReachesATypedHandler(t *testing.T) {
 		return "dropped: a notification gets no reply", nil
 	}))
 	p := rpctest.Start(t, transport.Pipe, router, nil)
-	require.NoError(t, p.Mux.Notify(t.Context(), "note", "hello"))
+	require.NoError(t, p.Mux.Notify(rpctest.Context(t), "note", "hello"))
 	assert.Equal(t, "hello", recv(t, got, "the notification's arrival"))
 	var n string
-	require.NoError(t, p.Mux.Call(t.Context(), "note", "call", &n), "no stray reply got in the way")
+	require.NoError(t, p.Mux.Call(rpctest.Context(t), "note", "call", &n), "no stray reply got in the way")
 	assert.Equal(t, "call", recv(t, got, "the call's arrival"))
 	assert.Equal(t, "dropped: a notification gets no reply", n)
 }

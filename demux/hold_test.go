@@ -41,7 +41,7 @@ func TestPastMaxHeldRequestsAreRefusedAsOverloaded(t *testing.T) {
 		defer d.s.mu.Unlock()
 		return d.s.running == 1 && d.s.held.len() == 1
 	})
-	err = m.Call(t.Context(), "refused", big, new([]byte))
+	err = m.Call(boundedContext(t), "refused", big, new([]byte))
 	var re *frame.RemoteError
 	require.True(t, errors.As(err, &re), "want a RemoteError, got %v", err)
 	assert.Equal(t, frame.CodeOverloaded, re.Code)

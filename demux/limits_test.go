@@ -126,7 +126,7 @@ func TestMaxServerInFlightBoundsAllConnections(t *testing.T) {
 	echoWorks(t, b, "b before")
 	require.Condition(t, budgetIsEmpty(s.budget), "budget taken before any call is in flight")
 
-	ctx := t.Context()
+	ctx := boundedContext(t)
 	calls := []*mux.Call{
 		a.Go(ctx, "block", nil, nil),
 		a.Go(ctx, "block", nil, nil),
@@ -156,7 +156,7 @@ func TestMaxServerHeldBoundsAllConnections(t *testing.T) {
 	addr := serveLocal(t, s)
 	a, b := dialLocal(t, addr), dialLocal(t, addr)
 
-	ctx := t.Context()
+	ctx := boundedContext(t)
 	calls := []*mux.Call{a.Go(ctx, "block", nil, nil), b.Go(ctx, "block", nil, nil)}
 	waitStarted(t, started, 2)
 	payload := string(bytes.Repeat([]byte{'x'}, 600))
@@ -209,7 +209,7 @@ func TestServerBudgetReturnsToZeroAsConnectionsComeAndGo(t *testing.T) {
 	}))
 	s := NewServer(r, MaxInFlight(2), MaxServerInFlight(serverMax))
 	addr := serveLocal(t, s)
-	ctx := t.Context()
+	ctx := boundedContext(t)
 	for round := range 3 {
 		g := &gates{release: make(chan struct{}), linger: make(chan struct{})}
 		current.Store(g)

@@ -50,6 +50,15 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// boundedContext returns a context that ends after waitLimit or with the
+// test, for the calls a test makes: one that hangs then fails instead of
+// holding the test until go test's timeout.
+func boundedContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // queued reports whether n requests are ready in d's run queue.
 func queued(d *DeMux, n int) func() bool {
 	return func() bool {

@@ -69,7 +69,7 @@ func TestRunnersAreReusedThenReaped(t *testing.T) {
 	// One call at a time: the runner parked after the first serves them all.
 	var reply string
 	for range 10 {
-		require.NoError(t, m.Call(t.Context(), "echo", nil, &reply))
+		require.NoError(t, m.Call(boundedContext(t), "echo", nil, &reply))
 		waitFor(t, "one runner is parked", parked(1))
 	}
 	assert.Equal(t, int32(10), handled.Load())
@@ -83,7 +83,7 @@ func TestRunnersAreReusedThenReaped(t *testing.T) {
 	waitFor(t, "the reaped runner has exited", func() bool { return runnerGoroutines() == 0 })
 
 	// The next request starts a fresh runner.
-	require.NoError(t, m.Call(t.Context(), "after", nil, &reply))
+	require.NoError(t, m.Call(boundedContext(t), "after", nil, &reply))
 	assert.Equal(t, "ok", reply)
 	waitFor(t, "the new runner is parked", parked(1))
 	assert.Equal(t, 1, runnerGoroutines())
