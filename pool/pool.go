@@ -57,6 +57,17 @@ type conn struct {
 	idle     chan struct{} // closed once draining and no call is in flight
 }
 
+// take counts one more call in flight on c and reports whether c still
+// takes calls; if it has left the ready set, take undoes the count.
+func (c *conn) take() bool {
+	c.inFlight.Add(1)
+	if !c.draining.Load() {
+		return true
+	}
+	c.release()
+	return false
+}
+
 // release ends one call on c.
 func (c *conn) release() {
 	if c.inFlight.Add(-1) == 0 && c.draining.Load() {
@@ -335,14 +346,10 @@ func (c *Call) end(err error) {
 func (p *Pool) ready1() *conn {
 	for range 3 {
 		c := choose(*p.ready.Load(), nil)
-		if c == nil {
-			return nil
-		}
-		c.inFlight.Add(1)
-		if !c.draining.Load() {
+		if c == nil || c.take() {
 			return c
 		}
-		c.release() // it left the ready set, which now lacks it
+		// c left the ready set, which now lacks it: choose again.
 	}
 	return nil
 }
@@ -437,12 +444,10 @@ func (p *Pool) pick(ctx context.Context, failed *conn, attempt int) (*conn, erro
 			continue
 		}
 		if c != nil {
-			c.inFlight.Add(1)
-			if !c.draining.Load() {
+			if c.take() {
 				return c, nil
 			}
-			c.release() // it left the ready set, which now lacks it
-			continue
+			continue // it left the ready set, which now lacks it
 		}
 		p.mu.Lock()
 		closed, n, connecting, lastErr, changed := p.closed, len(p.conns), p.connecting(), p.lastErr, p.changed
@@ -537,12 +542,10 @@ func (p *Pool) Done() <-chan struct{} { return p.done }
 // Err returns nil until Close has been called, then an error wrapping
 // mux.ErrClosed.
 func (p *Pool) Err() error {
-	select {
-	case <-p.done:
+	if p.isClosed() {
 		return fmt.Errorf("pool: %w", mux.ErrClosed)
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Stats counts what a Pool has done, for metrics and tests.
