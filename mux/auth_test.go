@@ -88,17 +88,6 @@ func TestAuthKey(t *testing.T) {
 // the peer's preface has arrived and is good: not before, and never for a
 // peer that speaks something else.
 func TestReadyWaitsForThePeersPreface(t *testing.T) {
-	// rawPeer returns a Mux over a pipe and the raw peer at its other end.
-	rawPeer := func(t *testing.T) (*mux.Mux, *rpctest.Raw) {
-		a, b, err := channel.Pipe()
-		require.NoError(t, err)
-		m := mux.New(a)
-		t.Cleanup(func() {
-			m.Close()
-			b.Close()
-		})
-		return m, rpctest.NewRaw(t, b)
-	}
 	notReady := func(t *testing.T, m *mux.Mux, why string) {
 		t.Helper()
 		select {
@@ -108,14 +97,14 @@ func TestReadyWaitsForThePeersPreface(t *testing.T) {
 		}
 	}
 	t.Run("muxrpc peer", func(t *testing.T) {
-		m, peer := rawPeer(t)
+		m, peer := fakeServer(t, transport.Pipe)
 		require.NoError(t, peer.R.ReadPreface()) // the Mux is reading by now
 		notReady(t, m, "before the peer's preface")
 		peer.Preface()
 		rpctest.Await(t, m.Ready(), "Ready was not closed after the peer's preface")
 	})
 	t.Run("something else", func(t *testing.T) {
-		m, peer := rawPeer(t)
+		m, peer := fakeServer(t, transport.Pipe)
 		peer.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
 		rpctest.Await(t, m.Done(), "the Mux did not end on a peer that is no muxrpc peer")
 		assert.ErrorIs(t, m.Err(), frame.ErrBadPreface)

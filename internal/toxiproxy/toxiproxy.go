@@ -232,14 +232,6 @@ func (p *Proxy) SetToxicity(name string, toxicity float64) error {
 	return nil
 }
 
-// Delete removes the proxy and closes its connections.
-func (p *Proxy) Delete() error {
-	if err := p.s.do("DELETE", p.path(), nil, nil); err != nil {
-		return fmt.Errorf("toxiproxy: deleting proxy %q: %w", p.Name, err)
-	}
-	return nil
-}
-
 // path returns /proxies/{name}, followed by elems, each escaped.
 func (p *Proxy) path(elems ...string) string {
 	s := "/proxies/" + url.PathEscape(p.Name)
